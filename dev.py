@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Bootstrap and run the project with nothing but python3.
+
+    python3 dev.py demo   # a producer and a stream on the in-memory broker
+    python3 dev.py test   # lint, types, unit tier, integration tier (real broker)
+    python3 dev.py bench  # the benchmarks (see benchmarks/README.md)
+
+Creates ``.venv`` and installs the package with its test extras the first
+time, and again whenever pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, env=env)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def ensure_venv(extras: str) -> None:
+    stamp = VENV / ".kstreams-install"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    if not PY.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
+    stamp.write_text(want)
+
+
+def demo() -> None:
+    ensure_venv("test")
+    env = {**os.environ, "KSTREAMS_BACKEND": "memory"}
+    run(PY, "examples/demo.py", env=env)
+
+
+def test() -> None:
+    ensure_venv("test")
+    run(BIN / "ruff", "check", "src", "tests", "examples", "benchmarks", "dev.py", "noxfile.py")
+    run(BIN / "ruff", "format", "--check", "src", "tests", "examples", "benchmarks")
+    run(BIN / "mypy", "--strict", "src")
+    run(PY, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
+
+
+def bench() -> None:
+    ensure_venv("test")
+    run(PY, "benchmarks/run.py", *sys.argv[2:])
+
+
+COMMANDS = {"demo": demo, "test": test, "bench": bench}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}} [pytest args]")
+    COMMANDS[sys.argv[1]]()

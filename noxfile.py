@@ -1,0 +1,38 @@
+"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "unit", "integration"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("ruff", "check", "src", "tests", "examples", "benchmarks")
+    session.run("ruff", "format", "--check", "src", "tests", "examples", "benchmarks")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("mypy", "--strict", "src")
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not integration", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "integration", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,0 +1,147 @@
+"""Every error kstreams raises, named after the condition that caused it.
+
+Client errors (aiokafka, confluent-kafka) are translated at the adapter
+boundary, chained with ``raise ... from exc``, so user code catches only
+these::
+
+    KStreamsError
+    ├── ConfigError                      a setting is wrong or has no equivalent
+    │   ├── UnknownOptionError           (also TypeError) a misspelled kwarg
+    │   └── BackendNotAvailableError     (also LookupError) an extra is missing
+    ├── StreamError                      a stream is misdeclared or misused
+    │   ├── DuplicateStreamError         two streams with one name
+    │   └── HandlerSignatureError        (also TypeError) an annotation kstreams cannot inject
+    ├── EngineNotStartedError            send() before start() or after stop()
+    ├── DeserializationError             a record's bytes could not be decoded
+    └── KafkaError                       the client or the broker said no
+        ├── KafkaConnectionError         no broker reachable in time
+        ├── KafkaTimeoutError            a request did not complete in time
+        ├── ConsumerStoppedError         the consumer was used after stop()
+        ├── ProducerClosedError          the producer was used after stop()
+        ├── IllegalStateError            the call is not valid now (e.g. seek on
+        │                                a partition that is not assigned)
+        ├── IllegalOperationError        the call is never valid here (e.g. commit
+        │                                without a group_id)
+        ├── CommitFailedError            the group rebalanced under a commit
+        ├── NoOffsetForPartitionError    auto_offset_reset="none" and no commit
+        ├── OffsetOutOfRangeError        a fetch position is off the log
+        ├── UnknownTopicOrPartitionError
+        ├── RecordTooLargeError
+        └── ProducerFencedError          another producer took the transactional id
+"""
+
+from __future__ import annotations
+
+
+class KStreamsError(Exception):
+    """Base class of every kstreams error."""
+
+
+class ConfigError(KStreamsError):
+    """A setting is invalid, or a backend has no faithful equivalent for it."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword argument that the consumer or producer does not accept."""
+
+
+class BackendNotAvailableError(ConfigError, LookupError):
+    """A backend was named whose client library is not installed."""
+
+
+class StreamError(KStreamsError):
+    """A stream was declared or used in a way kstreams does not support."""
+
+
+class DuplicateStreamError(StreamError):
+    """Two streams share one name in an engine."""
+
+
+class HandlerSignatureError(StreamError, TypeError):
+    """A handler parameter kstreams does not know how to inject."""
+
+
+class EngineNotStartedError(KStreamsError):
+    """The engine was asked to produce before ``start()`` or after ``stop()``."""
+
+
+class DeserializationError(KStreamsError):
+    """A record could not be deserialized; the stream's error policy applies."""
+
+
+class KafkaError(KStreamsError):
+    """An error reported by the Kafka client or the broker."""
+
+
+class KafkaConnectionError(KafkaError):
+    """No broker could be reached within the client's request timeout."""
+
+
+class KafkaTimeoutError(KafkaError):
+    """A request to the broker did not complete in time."""
+
+
+class ConsumerStoppedError(KafkaError):
+    """The consumer was called after it was stopped."""
+
+
+class ProducerClosedError(KafkaError):
+    """The producer was called after it was stopped."""
+
+
+class IllegalStateError(KafkaError):
+    """The call is not valid in the consumer's current state."""
+
+
+class IllegalOperationError(KafkaError):
+    """The call is never valid for this consumer (e.g. commit without a group)."""
+
+
+class CommitFailedError(KafkaError):
+    """The commit was rejected, typically because the group rebalanced."""
+
+
+class NoOffsetForPartitionError(KafkaError):
+    """No committed offset and ``auto_offset_reset="none"``."""
+
+
+class OffsetOutOfRangeError(KafkaError):
+    """The fetch position is outside the partition's log."""
+
+
+class UnknownTopicOrPartitionError(KafkaError):
+    """The topic or partition does not exist."""
+
+
+class RecordTooLargeError(KafkaError):
+    """The record is larger than the producer or broker accepts."""
+
+
+class ProducerFencedError(KafkaError):
+    """Another producer with the same transactional id fenced this one."""
+
+
+__all__ = [
+    "BackendNotAvailableError",
+    "CommitFailedError",
+    "ConfigError",
+    "ConsumerStoppedError",
+    "DeserializationError",
+    "DuplicateStreamError",
+    "EngineNotStartedError",
+    "HandlerSignatureError",
+    "IllegalOperationError",
+    "IllegalStateError",
+    "KStreamsError",
+    "KafkaConnectionError",
+    "KafkaError",
+    "KafkaTimeoutError",
+    "NoOffsetForPartitionError",
+    "OffsetOutOfRangeError",
+    "ProducerClosedError",
+    "ProducerFencedError",
+    "RecordTooLargeError",
+    "StreamError",
+    "UnknownOptionError",
+    "UnknownTopicOrPartitionError",
+]

@@ -1,0 +1,124 @@
+"""The keyword arguments streams and producers accept: aiokafka's, on every backend.
+
+Checked when a stream is declared, so a misspelled option fails before
+anything connects.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kstreams.exceptions import UnknownOptionError
+
+#: AIOKafkaConsumer keyword arguments (aiokafka 0.14), ``loop`` excluded.
+CONSUMER_OPTIONS = frozenset(
+    {
+        "bootstrap_servers",
+        "client_id",
+        "group_id",
+        "group_instance_id",
+        "key_deserializer",
+        "value_deserializer",
+        "fetch_max_wait_ms",
+        "fetch_max_bytes",
+        "fetch_min_bytes",
+        "max_partition_fetch_bytes",
+        "request_timeout_ms",
+        "retry_backoff_ms",
+        "auto_offset_reset",
+        "enable_auto_commit",
+        "auto_commit_interval_ms",
+        "check_crcs",
+        "metadata_max_age_ms",
+        "partition_assignment_strategy",
+        "max_poll_interval_ms",
+        "rebalance_timeout_ms",
+        "session_timeout_ms",
+        "heartbeat_interval_ms",
+        "consumer_timeout_ms",
+        "max_poll_records",
+        "ssl_context",
+        "security_protocol",
+        "api_version",
+        "exclude_internal_topics",
+        "connections_max_idle_ms",
+        "isolation_level",
+        "sasl_mechanism",
+        "sasl_plain_password",
+        "sasl_plain_username",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "sasl_oauth_token_provider",
+        "client_rack",
+    }
+)
+
+#: AIOKafkaProducer keyword arguments (aiokafka 0.14), ``loop`` excluded.
+PRODUCER_OPTIONS = frozenset(
+    {
+        "bootstrap_servers",
+        "client_id",
+        "metadata_max_age_ms",
+        "request_timeout_ms",
+        "api_version",
+        "acks",
+        "key_serializer",
+        "value_serializer",
+        "compression_type",
+        "max_batch_size",
+        "partitioner",
+        "max_request_size",
+        "linger_ms",
+        "retry_backoff_ms",
+        "security_protocol",
+        "ssl_context",
+        "connections_max_idle_ms",
+        "enable_idempotence",
+        "transactional_id",
+        "transaction_timeout_ms",
+        "sasl_mechanism",
+        "sasl_plain_password",
+        "sasl_plain_username",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "sasl_oauth_token_provider",
+    }
+)
+
+#: Options that kstreams itself implements, identically on every backend, so
+#: they are never handed to a client.
+CORE_CONSUMER_OPTIONS = frozenset(
+    {"enable_auto_commit", "auto_commit_interval_ms", "key_deserializer", "value_deserializer"}
+)
+
+AUTO_OFFSET_RESET_VALUES = ("earliest", "latest", "none")
+
+
+def check_options(kind: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Raise ``UnknownOptionError`` for the first name in ``given`` not in ``known``."""
+    known = frozenset(known)
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownOptionError(f"{kind} got an unexpected keyword argument {name!r}{hint}")
+
+
+def check_consumer_options(options: Mapping[str, Any]) -> None:
+    """Validate AIOKafkaConsumer keyword arguments by name and, where cheap, by value."""
+    check_options("stream", options, CONSUMER_OPTIONS)
+    reset = options.get("auto_offset_reset", "latest")
+    if reset not in AUTO_OFFSET_RESET_VALUES:
+        raise UnknownOptionError(
+            f"auto_offset_reset must be one of {AUTO_OFFSET_RESET_VALUES}, got {reset!r}"
+        )
+    for name in ("auto_commit_interval_ms", "max_poll_records", "session_timeout_ms"):
+        value = options.get(name)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise UnknownOptionError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_producer_options(options: Mapping[str, Any]) -> None:
+    check_options("producer", options, PRODUCER_OPTIONS)

@@ -1,0 +1,226 @@
+"""The two ports the core is written against, and the backend that builds them.
+
+This module is the contract every adapter (``kstreams.backends.*``) fulfils.
+The conformance suite in ``tests/conformance`` checks it on each backend.
+
+What an offset means
+    A *record offset* is the position of one record in its partition log,
+    counted from 0. A *committed offset* and a *position* are the offset of
+    the **next** record to read: committing ``n`` means records ``< n`` of that
+    partition are done.
+
+Ordering
+    Within one partition, ``getmany`` returns records in offset order, with
+    no gaps other than those in the log itself, and never a record twice
+    unless the position was moved back (``seek``, rebalance, restart).
+    Nothing is promised across partitions.
+
+Commits
+    The client never commits on its own: adapters keep the client's
+    auto-commit off. The core decides what to commit and calls ``commit``.
+
+Rebalances
+    Assignment is eager: on every rebalance the whole previous assignment is
+    revoked, then the new one assigned. The listener given to ``subscribe``
+    is awaited, ``on_partitions_revoked`` first, and the adapter does not let
+    the rebalance go on until it returns, so offsets committed in it are seen
+    by the next owner. Inside the callbacks, consumer calls are allowed.
+
+Errors
+    Every method raises only :mod:`kstreams.exceptions` types. After
+    ``stop()`` every method but ``stop()`` raises ``ConsumerStoppedError``
+    (``ProducerClosedError`` for the producer). ``stop()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol
+
+from kstreams.records import ConsumerRecord, Headers, RecordMetadata, TopicPartition
+
+#: What a consumer port hands the core: raw bytes, deserialized later.
+RawRecord = ConsumerRecord[bytes | None, bytes | None]
+RecordBatch = dict[TopicPartition, list[RawRecord]]
+
+
+class RebalanceCallbacks(Protocol):
+    """What the core gives ``subscribe`` to hear about rebalances."""
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None: ...
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None: ...
+
+
+class ConsumerPort(Protocol):
+    """A group consumer, batch-first.
+
+    Built by :meth:`Backend.create_consumer`, then ``subscribe`` once, then
+    ``start``. Fetching many records bounded by a timeout is the primitive.
+    """
+
+    def subscribe(
+        self,
+        topics: Sequence[str] = (),
+        *,
+        pattern: str | None = None,
+        listener: RebalanceCallbacks | None = None,
+    ) -> None:
+        """Subscribe to ``topics``, or to every topic matching the regex ``pattern``.
+
+        Called once, before ``start``. A pattern subscription picks up
+        topics created later (within ``metadata_max_age_ms``).
+        """
+        ...
+
+    async def start(self) -> None:
+        """Connect and join the group.
+
+        Raises ``KafkaConnectionError`` when no broker answers within the
+        client's ``request_timeout_ms``, instead of waiting forever.
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Leave the group and close. Idempotent. Does not commit."""
+        ...
+
+    async def getmany(self, *, timeout_ms: int, max_records: int | None = None) -> RecordBatch:
+        """Return up to ``max_records`` records from assigned, unpaused partitions.
+
+        Waits at most ``timeout_ms`` for the first record, and returns an
+        empty dict when none came. Rebalances are served while it waits.
+        ``max_records=None`` means the ``max_poll_records`` the consumer was
+        built with (or the client's default). Returned records advance the
+        position. Raises ``NoOffsetForPartitionError`` when a partition has
+        no committed offset and ``auto_offset_reset="none"``.
+        """
+        ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the given next-to-read offsets for the consumer's group.
+
+        Raises ``IllegalOperationError`` without a group, and
+        ``CommitFailedError`` when the group rebalanced under the commit.
+        """
+        ...
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition``, or ``None``."""
+        ...
+
+    async def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record ``getmany`` will return from ``partition``.
+
+        Raises ``IllegalStateError`` if ``partition`` is not assigned.
+        """
+        ...
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Make ``offset`` the next record to fetch from ``partition``.
+
+        Takes effect before the next ``getmany`` returns. Raises
+        ``IllegalStateError`` if ``partition`` is not assigned.
+        """
+        ...
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Seek to the log start of ``partitions`` (all assigned if none)."""
+        ...
+
+    async def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Seek to the log end of ``partitions`` (all assigned if none)."""
+        ...
+
+    async def beginning_offsets(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The first offset still in each partition's log."""
+        ...
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset the next record produced to each partition will get."""
+        ...
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions currently assigned to this consumer."""
+        ...
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The high watermark last seen in a fetch of ``partition``, or ``None``."""
+        ...
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop returning records of ``partitions`` until ``resume``.
+
+        Records already fetched and not yet returned are kept: the next
+        record returned after ``resume`` is the one at the position.
+        """
+        ...
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        """Undo ``pause`` for ``partitions``."""
+        ...
+
+    def paused(self) -> frozenset[TopicPartition]:
+        """The partitions paused by ``pause``."""
+        ...
+
+
+class ProducerPort(Protocol):
+    """A producer. ``start`` before use; ``stop`` flushes, then closes."""
+
+    async def start(self) -> None:
+        """Connect. Raises ``KafkaConnectionError`` when no broker answers in time."""
+        ...
+
+    async def stop(self) -> None:
+        """Deliver everything enqueued, then close. Idempotent."""
+        ...
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Headers = (),
+    ) -> Awaitable[RecordMetadata]:
+        """Enqueue one record; the returned awaitable resolves once the broker has it.
+
+        Awaiting ``send`` itself only waits for room in the client's buffer,
+        so many sends can be enqueued before any acknowledgement is awaited.
+        Without ``partition``, a keyed record goes to the partition Kafka's
+        murmur2 partitioner picks, the same on every backend.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every enqueued record is acknowledged or failed."""
+        ...
+
+    async def partitions_for(self, topic: str) -> frozenset[int]:
+        """The partition numbers of ``topic``."""
+        ...
+
+
+class Backend(Protocol):
+    """Settings for one kind of client, and the factory of its adapters.
+
+    A factory, because a stopped client cannot be restarted: each
+    (re)start of a stream gets a new consumer.
+    """
+
+    name: str
+
+    def create_consumer(self, *, group_id: str | None, options: Mapping[str, Any]) -> ConsumerPort:
+        """A new consumer. ``options`` are AIOKafkaConsumer keyword arguments,
+        already validated; a backend raises ``ConfigError`` naming any it
+        cannot honour faithfully."""
+        ...
+
+    def create_producer(self, options: Mapping[str, Any]) -> ProducerPort:
+        """A new producer from AIOKafkaProducer keyword arguments."""
+        ...

@@ -1,0 +1,80 @@
+"""Value types that cross the ports.
+
+They belong to kstreams, not to a Kafka client: adapters build them from
+their client's structs, so the core and user code never see a client type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+KT = TypeVar("KT")
+VT = TypeVar("VT")
+
+#: Record headers: ``(key, value)`` pairs in wire order; a key may repeat.
+Headers = Sequence[tuple[str, bytes]]
+
+#: ``timestamp_type`` values, as Kafka defines them.
+CREATE_TIME = 0
+LOG_APPEND_TIME = 1
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartitionOffset:
+    """Where a stream starts reading one partition (see ``initial_offsets``)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerRecord(Generic[KT, VT]):
+    """One record as read from a partition.
+
+    ``offset`` is the record's own offset; the offset to commit after
+    handling it is ``offset + 1``. ``timestamp`` is in milliseconds since the
+    epoch; ``timestamp_type`` is :data:`CREATE_TIME` or :data:`LOG_APPEND_TIME`.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: KT
+    value: VT
+    checksum: int | None = None
+    serialized_key_size: int = -1
+    serialized_value_size: int = -1
+    headers: Headers = ()
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where the broker stored a produced record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: int = CREATE_TIME
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+AnyRecord = ConsumerRecord[Any, Any]
