@@ -4,6 +4,7 @@
     python3 dev.py demo   # a producer and a stream on the in-memory broker
     python3 dev.py test   # lint, types, unit tier, integration tier (real broker)
     python3 dev.py bench  # the benchmarks (see benchmarks/README.md)
+    python3 dev.py setup  # only create .venv
 
 Creates ``.venv`` and installs the package with its test extras the first
 time, and again whenever pyproject.toml changes.
@@ -62,7 +63,11 @@ def bench() -> None:
     run(PY, "benchmarks/run.py", *sys.argv[2:])
 
 
-COMMANDS = {"demo": demo, "test": test, "bench": bench}
+def setup() -> None:
+    ensure_venv("test")
+
+
+COMMANDS = {"demo": demo, "test": test, "bench": bench, "setup": setup}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

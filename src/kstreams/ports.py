@@ -213,7 +213,10 @@ class Backend(Protocol):
     (re)start of a stream gets a new consumer.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The backend's name: "aiokafka", "confluent" or "memory"."""
+        ...
 
     def create_consumer(self, *, group_id: str | None, options: Mapping[str, Any]) -> ConsumerPort:
         """A new consumer. ``options`` are AIOKafkaConsumer keyword arguments,

@@ -53,9 +53,9 @@ class _ClientSettings:
             raise ConfigError(
                 f"sasl_mechanism must be one of {SASL_MECHANISMS}, got {self.sasl_mechanism!r}"
             )
-        if self.security_protocol.startswith("SASL") and self.sasl_mechanism == "PLAIN":
-            if self.sasl_plain_username is None or self.sasl_plain_password is None:
-                raise ConfigError("SASL PLAIN needs sasl_plain_username and sasl_plain_password")
+        plain = self.security_protocol.startswith("SASL") and self.sasl_mechanism == "PLAIN"
+        if plain and (self.sasl_plain_username is None or self.sasl_plain_password is None):
+            raise ConfigError("SASL PLAIN needs sasl_plain_username and sasl_plain_password")
         if self.security_protocol.endswith("SSL") and self.ssl_context is None:
             raise ConfigError(f"security_protocol={self.security_protocol!r} needs an ssl_context")
 

@@ -1,0 +1,268 @@
+"""The engine: a registry of streams, a producer, and the order they start and stop in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from kstreams.backends import resolve_backend
+from kstreams.exceptions import DuplicateStreamError, StreamError
+from kstreams.hooks import Hook, Hooks
+from kstreams.middleware import Middleware
+from kstreams.options import check_producer_options
+from kstreams.policies import StreamErrorPolicy
+from kstreams.ports import Backend
+from kstreams.producer import DEFAULT, Producer
+from kstreams.rebalance import RebalanceListener
+from kstreams.records import RecordMetadata, TopicPartitionOffset
+from kstreams.serializers import Deserializer, Serializer
+from kstreams.streams import Stream
+from kstreams.types import BatchEvent, GetMany, HeadersInput
+
+logger = logging.getLogger("kstreams.engine")
+
+
+class StreamEngine:
+    """Starts its producer, then its streams; stops the streams (each finishing its
+    record and committing), then flushes and closes the producer."""
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        title: str | None = None,
+        serializer: Serializer | None = None,
+        deserializer: Deserializer | None = None,
+        producer_options: dict[str, Any] | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self.title = title
+        self.backend = backend
+        self.deserializer = deserializer
+        self._producer = Producer(backend, serializer=serializer, options=producer_options or {})
+        self._hooks = hooks or Hooks()
+        self._streams: dict[str, Stream] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    def __repr__(self) -> str:
+        streams = len(self._streams)
+        return f"<StreamEngine {self.title!r} backend={self.backend.name} streams={streams}>"
+
+    @property
+    def serializer(self) -> Serializer | None:
+        return self._producer.serializer
+
+    @property
+    def streams(self) -> list[Stream]:
+        return list(self._streams.values())
+
+    # -- streams ---------------------------------------------------------------
+
+    def stream(
+        self,
+        topics: str | Sequence[str],
+        *,
+        group_id: str | None = None,
+        name: str | None = None,
+        rebalance_listener: RebalanceListener | None = None,
+        middlewares: Sequence[Middleware] = (),
+        error_policy: StreamErrorPolicy = StreamErrorPolicy.STOP,
+        get_many: GetMany | None = None,
+        initial_offsets: Sequence[TopicPartitionOffset] | None = None,
+        subscribe_by_pattern: bool = False,
+        deserializer: Deserializer | None = None,
+        **options: Any,
+    ) -> Callable[[Callable[..., Any]], Stream]:
+        """Declare a stream. ``options`` are AIOKafkaConsumer keyword arguments,
+        checked now: a misspelled one raises ``UnknownOptionError`` (a ``TypeError``)."""
+        # Check before the function is seen, so the error points at the decorator line.
+        Stream._check_options(options)
+
+        def decorator(func: Callable[..., Any]) -> Stream:
+            stream = Stream(
+                topics,
+                func=func,
+                name=name,
+                group_id=group_id,
+                rebalance_listener=rebalance_listener,
+                middlewares=middlewares,
+                error_policy=error_policy,
+                get_many=get_many,
+                initial_offsets=initial_offsets,
+                subscribe_by_pattern=subscribe_by_pattern,
+                deserializer=deserializer or self.deserializer,
+                **options,
+            )
+            self.add_stream(stream)
+            return stream
+
+        return decorator
+
+    def add_stream(self, stream: Stream) -> None:
+        if stream.name in self._streams:
+            raise DuplicateStreamError(
+                f"a stream named {stream.name!r} is already in this engine; pass name= to tell "
+                "them apart"
+            )
+        stream.engine = self
+        if stream.deserializer is None:
+            stream.deserializer = self.deserializer
+        self._streams[stream.name] = stream
+
+    def get_stream(self, name: str) -> Stream | None:
+        return self._streams.get(name)
+
+    async def remove_stream(self, stream: Stream | str) -> None:
+        """Stop the stream (committing what it handled) and forget it."""
+        name = stream if isinstance(stream, str) else stream.name
+        found = self._streams.pop(name, None)
+        if found is None:
+            raise StreamError(f"no stream named {name!r} in this engine")
+        await found.stop()
+        found.engine = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self._hooks.run("on_startup")
+        await self._producer.start()
+        self._started = True
+        to_start = [s for s in self._streams.values() if not s.is_generator]
+        results = await asyncio.gather(*(s.start() for s in to_start), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await self.stop()
+            raise failures[0]
+        await self._hooks.run("after_startup")
+        logger.info("engine %r started with %d streams", self.title, len(to_start))
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self._hooks.run("on_stop")
+        results = await asyncio.gather(
+            *(s.stop() for s in self._streams.values()), return_exceptions=True
+        )
+        for stream, result in zip(self._streams.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("stream %r failed to stop cleanly", stream.name, exc_info=result)
+        await self._producer.stop()
+        await self._hooks.run("after_stop")
+        logger.info("engine %r stopped", self.title)
+
+    # The names of kstreams' first releases.
+    init_streaming = start
+    stop_streaming = stop
+
+    def stop_in_background(self, *, exit_process: bool = False) -> None:
+        """Stop from inside one of the engine's own streams, which ``stop`` would wait for."""
+
+        async def stop() -> None:
+            await self.stop()
+            if exit_process:
+                signal.raise_signal(signal.SIGTERM)
+
+        task = asyncio.get_running_loop().create_task(stop(), name="kstreams-engine-stop")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- hooks -------------------------------------------------------------------
+
+    def on_startup(self, hook: Hook) -> Hook:
+        return self._hooks.add("on_startup", hook)
+
+    def after_startup(self, hook: Hook) -> Hook:
+        return self._hooks.add("after_startup", hook)
+
+    def on_stop(self, hook: Hook) -> Hook:
+        return self._hooks.add("on_stop", hook)
+
+    def after_stop(self, hook: Hook) -> Hook:
+        return self._hooks.add("after_stop", hook)
+
+    # -- producing -------------------------------------------------------------
+
+    async def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: HeadersInput | None = None,
+        serializer: Any = DEFAULT,
+        serializer_kwargs: dict[str, Any] | None = None,
+    ) -> RecordMetadata:
+        """Produce one record and wait until the broker has it.
+
+        ``serializer=None`` sends ``value`` as raw bytes even when the engine
+        has a serializer.
+        """
+        return await self._producer.send(
+            topic,
+            value,
+            key,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            headers=headers,
+            serializer=serializer,
+            serializer_kwargs=serializer_kwargs,
+        )
+
+    async def send_many(
+        self,
+        topic: str,
+        batch_events: Sequence[BatchEvent],
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        serializer: Any = DEFAULT,
+        serializer_kwargs: dict[str, Any] | None = None,
+    ) -> list[RecordMetadata]:
+        """Produce many records, enqueued together, and wait for all of them."""
+        return await self._producer.send_many(
+            topic,
+            batch_events,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            serializer=serializer,
+            serializer_kwargs=serializer_kwargs,
+        )
+
+
+def create_engine(
+    title: str | None = None,
+    backend: Backend | str | None = None,
+    serializer: Serializer | None = None,
+    deserializer: Deserializer | None = None,
+    producer_options: dict[str, Any] | None = None,
+    on_startup: Iterable[Hook] | None = None,
+    after_startup: Iterable[Hook] | None = None,
+    on_stop: Iterable[Hook] | None = None,
+    after_stop: Iterable[Hook] | None = None,
+) -> StreamEngine:
+    """An engine on ``backend``: an instance, a name, or ``$KSTREAMS_BACKEND`` (default aiokafka).
+
+    ``producer_options`` are AIOKafkaProducer keyword arguments.
+    """
+    options = dict(producer_options or {})
+    check_producer_options(options)
+    return StreamEngine(
+        backend=resolve_backend(backend),
+        title=title,
+        serializer=serializer,
+        deserializer=deserializer,
+        producer_options=options,
+        hooks=Hooks(
+            on_startup=on_startup,
+            after_startup=after_startup,
+            on_stop=on_stop,
+            after_stop=after_stop,
+        ),
+    )

@@ -1,0 +1,44 @@
+"""Rebalance listeners a stream can be given."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from kstreams.records import TopicPartition
+
+if TYPE_CHECKING:
+    from kstreams.engine import StreamEngine
+    from kstreams.streams import Stream
+
+logger = logging.getLogger("kstreams.rebalance")
+
+
+class RebalanceListener:
+    """Override either callback. ``stream`` and ``engine`` are set before the first call.
+
+    Both are awaited before the rebalance goes on: ``on_partitions_revoked``
+    with the partitions this consumer is losing (all of them, eagerly, and
+    once more when the stream stops), ``on_partitions_assigned`` with its new
+    assignment. Records of revoked partitions that were handled are already
+    committed when auto-commit is on.
+    """
+
+    def __init__(self) -> None:
+        self.stream: Stream | None = None
+        self.engine: StreamEngine | None = None
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        """Called before ``revoked`` move to another consumer."""
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        """Called once ``assigned`` are this consumer's."""
+
+
+class ManualCommitRebalanceListener(RebalanceListener):
+    """With ``enable_auto_commit=False``: commit what was handed out before partitions move,
+    so the next owner does not read it again."""
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        if self.stream is not None and self.stream.consumer is not None:
+            await self.stream.commit()

@@ -1,0 +1,442 @@
+"""A stream: topics, a group, a handler, and the consumer that feeds it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kstreams.consumer import StreamConsumer
+from kstreams.exceptions import (
+    ConsumerStoppedError,
+    DeserializationError,
+    StreamError,
+)
+from kstreams.injection import HandlerKind, HandlerSpec, bind, inspect_handler
+from kstreams.middleware import Middleware
+from kstreams.options import check_consumer_options
+from kstreams.policies import StreamErrorPolicy
+from kstreams.rebalance import RebalanceListener
+from kstreams.records import ConsumerRecord, TopicPartition, TopicPartitionOffset
+from kstreams.serializers import Deserializer
+from kstreams.types import GetMany
+
+if TYPE_CHECKING:
+    from kstreams.engine import StreamEngine
+    from kstreams.ports import Backend, RawRecord
+
+logger = logging.getLogger("kstreams.streams")
+
+_RESTART_BACKOFF_S = (0.1, 30.0)
+
+
+class Stream:
+    """Consumes ``topics`` as ``group_id`` and hands the records to ``func``.
+
+    Iterate it (``async for cr in stream``), or let the engine call a typed
+    handler. A record counts as handled when the next one is asked for (or
+    the handler returned); only handled offsets are committed.
+    """
+
+    def __init__(
+        self,
+        topics: str | Sequence[str],
+        *,
+        func: Callable[..., Any],
+        name: str | None = None,
+        group_id: str | None = None,
+        backend: Backend | None = None,
+        rebalance_listener: RebalanceListener | None = None,
+        middlewares: Sequence[Middleware] = (),
+        error_policy: StreamErrorPolicy = StreamErrorPolicy.STOP,
+        get_many: GetMany | None = None,
+        initial_offsets: Sequence[TopicPartitionOffset] | None = None,
+        subscribe_by_pattern: bool = False,
+        deserializer: Deserializer | None = None,
+        max_buffered_records: int | None = None,
+        graceful_timeout_s: float = 30.0,
+        **options: Any,
+    ) -> None:
+        self._check_options(options)
+        if group_id is None:
+            group_id = options.pop("group_id", None)
+        else:
+            options.pop("group_id", None)
+        self.topics: list[str] = [topics] if isinstance(topics, str) else list(topics)
+        if not self.topics:
+            raise StreamError("a stream needs at least one topic")
+        self.subscribe_by_pattern = subscribe_by_pattern
+        if subscribe_by_pattern:
+            if len(self.topics) != 1:
+                raise StreamError("subscribe_by_pattern takes one regex, not a list of topics")
+            try:
+                re.compile(self.topics[0])
+            except re.error as exc:
+                raise StreamError(f"invalid topic pattern {self.topics[0]!r}: {exc}") from exc
+        self.func = func
+        self.spec: HandlerSpec = inspect_handler(func)
+        self.name = name or getattr(func, "__name__", None) or f"stream-{id(self):x}"
+        self.group_id: str | None = group_id
+        self.backend = backend
+        self.rebalance_listener = rebalance_listener
+        self.middlewares = list(middlewares)
+        if self.middlewares and self.spec.kind is HandlerKind.STREAM:
+            raise StreamError(
+                f"stream {self.name!r}: middlewares wrap typed handlers "
+                "(async def f(cr: ConsumerRecord)); an 'async for' stream has none to wrap"
+            )
+        self.error_policy = StreamErrorPolicy(error_policy)
+        if get_many is not None and self.spec.kind is HandlerKind.RECORD:
+            raise StreamError(
+                f"stream {self.name!r}: get_many needs a handler taking list[ConsumerRecord]"
+            )
+        if self.spec.kind is HandlerKind.BATCH and get_many is None:
+            get_many = GetMany()
+        self.get_many = get_many
+        self.initial_offsets = list(initial_offsets or ())
+        self.deserializer = deserializer
+        self.max_buffered_records = max_buffered_records
+        self.graceful_timeout_s = graceful_timeout_s
+
+        self.auto_commit: bool = bool(options.pop("enable_auto_commit", True))
+        self.auto_commit_interval_ms: int = options.pop("auto_commit_interval_ms", 5000)
+        self._key_deserializer: Callable[[Any], Any] | None = options.pop("key_deserializer", None)
+        self._value_deserializer: Callable[[Any], Any] | None = options.pop(
+            "value_deserializer", None
+        )
+        self.options: dict[str, Any] = options
+
+        self.engine: StreamEngine | None = None
+        self.consumer: StreamConsumer | None = None
+        self.running = False
+        self.error: BaseException | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._initial_offsets_applied = False
+        self._flow: AsyncIterator[Any] | None = None
+        self._restarts = 0
+
+    @staticmethod
+    def _check_options(options: dict[str, Any]) -> None:
+        check_consumer_options(options)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.name!r} topics={self.topics} group_id={self.group_id!r}>"
+
+    # -- configuration the consumer is built with -----------------------------
+
+    def _drain_timeout_s(self) -> float:
+        timeout_ms = self.options.get("rebalance_timeout_ms") or self.options.get(
+            "session_timeout_ms", 10000
+        )
+        return float(timeout_ms) / 2000
+
+    def _resolve_backend(self) -> Backend:
+        if self.backend is not None:
+            return self.backend
+        if self.engine is not None:
+            return self.engine.backend
+        from kstreams.backends import resolve_backend
+
+        return resolve_backend()
+
+    async def _open_consumer(self) -> StreamConsumer:
+        backend = self._resolve_backend()
+        port = backend.create_consumer(group_id=self.group_id, options=self.options)
+        consumer = StreamConsumer(
+            port,
+            group_id=self.group_id,
+            auto_commit=self.auto_commit,
+            auto_commit_interval_ms=self.auto_commit_interval_ms,
+            max_poll_records=self.options.get("max_poll_records"),
+            max_buffered_records=self.max_buffered_records,
+            revoke_drain_timeout_s=self._drain_timeout_s(),
+            listener=_StreamListener(self),
+        )
+        if self.subscribe_by_pattern:
+            port.subscribe(pattern=self.topics[0], listener=consumer)
+        else:
+            port.subscribe(self.topics, listener=consumer)
+        self.consumer = consumer
+        await port.start()
+        consumer.start_fetching()
+        return consumer
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and join the group; run the handler unless it is a generator."""
+        if self.running:
+            return
+        self._stopping = False
+        self.error = None
+        if self.rebalance_listener is not None:
+            self.rebalance_listener.stream = self
+            self.rebalance_listener.engine = self.engine
+        await self._open_consumer()
+        self.running = True
+        if not self.spec.is_generator:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"kstreams-stream-{self.name}"
+            )
+        logger.info("stream %r consuming %s as group %r", self.name, self.topics, self.group_id)
+
+    async def stop(self) -> None:
+        """Let the record in hand finish, commit what was handled, then close the consumer."""
+        if not self.running:
+            return
+        self._stopping = True
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.stop_delivering()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
+            except TimeoutError:
+                logger.warning(
+                    "stream %r did not finish its record within %.1fs; cancelling it, "
+                    "the record will be redelivered",
+                    self.name,
+                    self.graceful_timeout_s,
+                )
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except Exception:
+                pass  # the task logged it
+        self._task = None
+        await self._close_consumer()
+        self.running = False
+        logger.info("stream %r stopped", self.name)
+
+    async def _close_consumer(self) -> None:
+        consumer = self.consumer
+        if consumer is not None and not consumer.closed:
+            await consumer.close()
+
+    @property
+    def is_generator(self) -> bool:
+        return self.spec.is_generator
+
+    # -- iteration -----------------------------------------------------------
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> ConsumerRecord[Any, Any]:
+        consumer = self.consumer
+        if consumer is None:
+            raise StreamError(f"stream {self.name!r} is not started")
+        try:
+            record: ConsumerRecord[Any, Any] = await consumer.getone()
+        except ConsumerStoppedError:
+            if self._stopping:
+                raise StopAsyncIteration from None
+            raise
+        if self._deserializing:
+            record = await self._deserialize(record)
+        return record
+
+    @property
+    def _deserializing(self) -> bool:
+        return bool(self.deserializer or self._key_deserializer or self._value_deserializer)
+
+    async def _deserialize(self, record: RawRecord) -> ConsumerRecord[Any, Any]:
+        try:
+            out: ConsumerRecord[Any, Any] = record
+            if self._key_deserializer is not None or self._value_deserializer is not None:
+                out = dataclasses.replace(
+                    out,
+                    key=self._key_deserializer(out.key) if self._key_deserializer else out.key,
+                    value=(
+                        self._value_deserializer(out.value)
+                        if self._value_deserializer
+                        else out.value
+                    ),
+                )
+            if self.deserializer is not None:
+                out = await self.deserializer.deserialize(out)
+            return out
+        except Exception as exc:
+            raise DeserializationError(
+                f"record {record.topic}[{record.partition}]@{record.offset} could not be "
+                f"deserialized: {exc!r}"
+            ) from exc
+
+    async def getone(self) -> ConsumerRecord[Any, Any]:
+        return await self.__anext__()
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        consumer = self.consumer
+        if consumer is None:
+            raise StreamError(f"stream {self.name!r} is not started")
+        batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            *partitions, timeout_ms=timeout_ms, max_records=max_records
+        )
+        if self._deserializing:
+            for tp, records in batch.items():
+                batch[tp] = [await self._deserialize(r) for r in records]
+        return batch
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets``, or everything handed out so far (the record in hand included)."""
+        if self.consumer is None:
+            raise StreamError(f"stream {self.name!r} is not started")
+        await self.consumer.commit(offsets)
+
+    async def __aenter__(self) -> AsyncIterator[Any]:
+        """Start the stream and return what its generator yields."""
+        if not self.spec.is_generator:
+            raise StreamError(
+                f"stream {self.name!r} is not a generator; the engine runs it, "
+                "'async with' is for streams that yield"
+            )
+        await self.start()
+        self._flow = self._generator()
+        return self._flow
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        flow, self._flow = self._flow, None
+        self._stopping = True
+        if flow is not None and hasattr(flow, "aclose"):
+            await flow.aclose()
+        await self.stop()
+
+    # -- running the handler ---------------------------------------------------
+
+    def _send(self) -> Any:
+        if self.engine is None:
+            return _no_engine_send
+        return self.engine.send
+
+    def _bind_handler(self) -> Callable[[Any], Awaitable[Any]]:
+        send = self._send()
+        handler = bind(self.spec, self.func, stream=self, send=send)
+        for middleware in reversed(self.middlewares):
+            handler = middleware.build(handler, send=send, stream=self)
+        return handler
+
+    def _generator(self) -> AsyncIterator[Any]:
+        if self.spec.kind is HandlerKind.STREAM:
+            flow: AsyncIterator[Any] = self.func(self)
+            return flow
+        return self._typed_generator(bind(self.spec, self.func, stream=self, send=self._send()))
+
+    async def _typed_generator(self, call: Callable[[Any], Any]) -> AsyncIterator[Any]:
+        if self.spec.kind is HandlerKind.BATCH:
+            while True:
+                batch = await self._next_batch()
+                if batch is None:
+                    return
+                async for value in call(batch):
+                    yield value
+        async for cr in self:
+            async for value in call(cr):
+                yield value
+
+    async def _next_batch(self) -> list[ConsumerRecord[Any, Any]] | None:
+        get_many = self.get_many or GetMany()
+        while True:
+            try:
+                batch = await self.getmany(
+                    timeout_ms=get_many.timeout_ms, max_records=get_many.max_records
+                )
+            except ConsumerStoppedError:
+                if self._stopping:
+                    return None
+                raise
+            if batch:
+                return [record for records in batch.values() for record in records]
+
+    async def _consume(self) -> None:
+        if self.spec.kind is HandlerKind.STREAM:
+            await self.func(self)
+            return
+        handler = self._bind_handler()
+        if self.spec.kind is HandlerKind.BATCH:
+            while (batch := await self._next_batch()) is not None:
+                await handler(batch)
+            return
+        async for cr in self:
+            await handler(cr)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._consume()
+                return
+            except Exception as exc:
+                if self._stopping:
+                    logger.exception("stream %r failed while stopping", self.name)
+                    return
+                if not await self._on_error(exc):
+                    return
+
+    async def _on_error(self, exc: Exception) -> bool:
+        """Apply the error policy; True to run the handler again."""
+        policy = self.error_policy
+        logger.error("stream %r failed (%s policy): %r", self.name, policy.value, exc, exc_info=exc)
+        self.error = exc
+        if policy is StreamErrorPolicy.RESTART:
+            await self._close_consumer()
+            delay = min(_RESTART_BACKOFF_S[0] * 2**self._restarts, _RESTART_BACKOFF_S[1])
+            self._restarts += 1
+            logger.info("stream %r restarts in %.1fs", self.name, delay)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return False
+            await self._open_consumer()
+            return True
+        self._stopping = True
+        await self._close_consumer()
+        self.running = False
+        if policy in (StreamErrorPolicy.STOP_ENGINE, StreamErrorPolicy.STOP_APPLICATION):
+            engine = self.engine
+            if engine is not None:
+                engine.stop_in_background(exit_process=policy is StreamErrorPolicy.STOP_APPLICATION)
+            elif policy is StreamErrorPolicy.STOP_APPLICATION:
+                signal.raise_signal(signal.SIGTERM)
+        return False
+
+
+class _StreamListener:
+    """Between the stream's consumer and the user's listener: initial offsets, then the user."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        listener = self.stream.rebalance_listener
+        if listener is not None:
+            await listener.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        stream = self.stream
+        if stream.initial_offsets and not stream._initial_offsets_applied:
+            stream._initial_offsets_applied = True
+            consumer = stream.consumer
+            for tpo in stream.initial_offsets:
+                tp = TopicPartition(tpo.topic, tpo.partition)
+                if tp in assigned and consumer is not None:
+                    consumer.seek(tp, tpo.offset)
+                else:
+                    logger.warning(
+                        "stream %r: initial offset for %s not applied, partition not assigned",
+                        stream.name,
+                        tp,
+                    )
+        listener = stream.rebalance_listener
+        if listener is not None:
+            await listener.on_partitions_assigned(assigned)
+
+
+async def _no_engine_send(*args: Any, **kwargs: Any) -> Any:
+    raise StreamError("this stream is not part of an engine, it cannot send")

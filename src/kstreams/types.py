@@ -1,0 +1,63 @@
+"""Small public types: what a handler can ask for, and what ``send_many`` takes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kstreams.records import RecordMetadata
+
+#: Headers as users give them: a mapping or pairs; str values are UTF-8 encoded.
+HeadersInput = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes]]
+
+
+class Send(Protocol):
+    """The engine's ``send``; annotate a handler parameter with it to receive it."""
+
+    async def __call__(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: HeadersInput | None = None,
+        **kwargs: Any,
+    ) -> RecordMetadata: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEvent:
+    """One record of ``engine.send_many``."""
+
+    value: Any = None
+    key: Any = None
+    headers: HeadersInput | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetMany:
+    """Hand a stream's handler batches: up to ``max_records``, waiting at most
+    ``timeout_ms`` for the first record of a batch."""
+
+    max_records: int | None = None
+    timeout_ms: int = 500
+
+    def __post_init__(self) -> None:
+        if self.max_records is not None and self.max_records <= 0:
+            raise ValueError(f"max_records must be positive, got {self.max_records}")
+        if self.timeout_ms < 0:
+            raise ValueError(f"timeout_ms must be >= 0, got {self.timeout_ms}")
+
+
+def encode_headers(headers: HeadersInput | None) -> tuple[tuple[str, bytes], ...]:
+    if not headers:
+        return ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple(
+        (key, value.encode() if isinstance(value, str) else bytes(value)) for key, value in pairs
+    )
+
+
+__all__ = ["BatchEvent", "GetMany", "HeadersInput", "Send", "encode_headers"]
