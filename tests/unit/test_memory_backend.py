@@ -719,3 +719,44 @@ async def test_send_returns_an_awaitable_already_resolved(
     results = await asyncio.gather(*pending)
     assert [m.offset for m in results] == list(range(100))
     await producer.flush()
+
+
+async def test_commit_fails_until_the_member_takes_the_new_generation(
+    cluster: MemoryCluster, consumers: Factory
+) -> None:
+    """A commit after the group moved to a new generation fails until getmany picks it up."""
+    cluster.create_topic("gen", partitions=3)
+    first = await consumers(["gen"])
+    second = await consumers(["gen"])
+    await settle([first, second], tps("gen", 0, 1, 2))
+    held = next(iter(first.assignment()))
+    await first.commit({held: 0})
+
+    third = await consumers(["gen"])
+    assert third.assignment() == frozenset()
+    assert await first.getmany(timeout_ms=0) == {}
+    # Revoked and rejoined, but the barrier still waits for the second member.
+    assert first.assignment() == frozenset()
+    await first.commit({held: 0})
+    await second.getmany(timeout_ms=0)
+    with pytest.raises(CommitFailedError):
+        await first.commit({held: 0})
+    await first.getmany(timeout_ms=0)
+    assert first.assignment()
+    await first.commit({held: 0})
+    await settle([first, second, third], tps("gen", 0, 1, 2))
+
+
+async def test_subscribe_after_start_rebalances_onto_the_new_topics(
+    cluster: MemoryCluster, consumers: Factory
+) -> None:
+    """Changing the subscription of a started member revokes the old topics and assigns the new."""
+    events: Events = []
+    consumer = await consumers(["before"], listener=Recorder("a", events))
+    consumer.subscribe(["after"], listener=Recorder("a", events))
+    await consumer.getmany(timeout_ms=0)
+    assert consumer.assignment() == frozenset(tps("after", 0))
+    assert events[-2:] == [
+        ("a", "revoked", frozenset(tps("before", 0))),
+        ("a", "assigned", frozenset(tps("after", 0))),
+    ]

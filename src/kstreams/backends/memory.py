@@ -62,6 +62,9 @@ _SEND_CHECKPOINT_EVERY: Final = 64
 
 _NEW, _STARTED, _STOPPED = "new", "started", "stopped"
 
+_now = time.time
+_random = random.random
+
 
 def _build_record_factory() -> Callable[..., RawRecord]:
     """The fastest way to build a ``ConsumerRecord``, which the produce path does once per record.
@@ -287,7 +290,8 @@ class MemoryCluster:
         if count == 1:
             return 0
         if key is None:
-            return random.randrange(count)
+            # Uniform like aiokafka's random.choice, at a third of the cost.
+            return int(_random() * count)
         return partition_for_key(key, count)
 
     @staticmethod
@@ -307,7 +311,7 @@ class MemoryCluster:
         target = partitions[partition]
         log = target.log
         offset = len(log)
-        timestamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        timestamp = int(_now() * 1000) if timestamp_ms is None else timestamp_ms
         headers = tuple((str(name), bytes(data)) for name, data in headers) if headers else ()
         log.append(
             _make_record(
