@@ -98,9 +98,10 @@ class StreamConsumer:
         # so records it brings from before them can be told apart and dropped.
         self._pending: list[tuple[TopicPartition, Callable[[int | None], Awaitable[None]]]] = []
 
-        self._pending_done = asyncio.Event()
-        self._pending_done.set()
         self._in_rebalance = False
+        # Per partition, the offset after the last record buffered (or the
+        # target of the last seek): the position as the user sees it.
+        self._fetched_to: dict[TopicPartition, int] = {}
 
         self._fetch_task: asyncio.Task[None] | None = None
         self._fetch_error: BaseException | None = None
@@ -172,6 +173,7 @@ class StreamConsumer:
                         if records and tp in assigned:
                             self._chunks.append(_Chunk(tp, records))
                             self._buffered += len(records)
+                            self._fetched_to[tp] = records[-1].offset + 1
                     self._data.set()
                     if self._buffered >= self._max_buffered and not self._flow_paused:
                         self._flow_paused = set(assigned - self._user_paused)
@@ -190,13 +192,9 @@ class StreamConsumer:
 
     async def _apply_pending(self, batch: dict[TopicPartition, list[RawRecord]]) -> None:
         pending, self._pending = self._pending, []
-        try:
-            for tp, apply in pending:
-                dropped = batch.pop(tp, None)
-                await apply(dropped[0].offset if dropped else None)
-        finally:
-            if not self._pending:
-                self._pending_done.set()
+        for tp, apply in pending:
+            dropped = batch.pop(tp, None)
+            await apply(dropped[0].offset if dropped else None)
 
     def _drop_buffered(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Forget undelivered records of ``tps``; return the first dropped offset of each."""
@@ -380,6 +378,7 @@ class StreamConsumer:
             for tp in revoked:
                 self._handled.pop(tp, None)
                 self._committed.pop(tp, None)
+                self._fetched_to.pop(tp, None)
                 self._flow_paused.discard(tp)
 
     async def _revoke(self, revoked: frozenset[TopicPartition]) -> None:
@@ -398,8 +397,6 @@ class StreamConsumer:
                 self._release_waiter = None
         self._drop_buffered(revoked)
         self._pending = [(tp, apply) for tp, apply in self._pending if tp not in revoked]
-        if not self._pending:
-            self._pending_done.set()
         if self._auto_commit:
             await self._commit_quietly(revoked)
 
@@ -410,6 +407,7 @@ class StreamConsumer:
             # A late release from an earlier ownership must not be committed now.
             self._handled.pop(tp, None)
             self._committed.pop(tp, None)
+            self._fetched_to.pop(tp, None)
         # Pauses survive a rebalance in the client only for partitions it
         # keeps; apply ours again to what came back.
         repause = (self._user_paused | self._flow_paused) & assigned
@@ -444,13 +442,13 @@ class StreamConsumer:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         self._drop_buffered([partition])
+        self._fetched_to[partition] = offset
         if self._fetching and not self._in_rebalance:
 
             async def apply(_: int | None) -> None:
                 self._port.seek(partition, offset)
 
             self._pending.append((partition, apply))
-            self._pending_done.clear()
         else:
             self._port.seek(partition, offset)
 
@@ -477,9 +475,9 @@ class StreamConsumer:
         for chunk in self._chunks:
             if chunk.tp == partition and chunk.pos < len(chunk.records):
                 return chunk.records[chunk.pos].offset
-        if any(tp == partition for tp, _ in self._pending):
-            # A seek waits for the fetch under way; its target is what comes next.
-            await self._pending_done.wait()
+        known = self._fetched_to.get(partition)
+        if known is not None:
+            return known
         return await self._port.position(partition)
 
     def pause(self, *partitions: TopicPartition) -> None:
@@ -489,9 +487,10 @@ class StreamConsumer:
         first = self._drop_buffered(partitions)
         for tp in partitions:
             self._user_paused.add(tp)
+            if tp in first:
+                self._fetched_to[tp] = first[tp]
             if self._fetching and not self._in_rebalance:
                 self._pending.append((tp, self._pauser(tp, first.get(tp))))
-                self._pending_done.clear()
             else:
                 self._pause_at(tp, first.get(tp))
 
@@ -499,6 +498,7 @@ class StreamConsumer:
         # What was fetched but not handed out is fetched again after resume.
         if rewind_to is not None:
             self._port.seek(tp, rewind_to)
+            self._fetched_to[tp] = rewind_to
         self._port.pause(tp)
 
     def _pauser(

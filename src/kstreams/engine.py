@@ -75,10 +75,15 @@ class StreamEngine:
         initial_offsets: Sequence[TopicPartitionOffset] | None = None,
         subscribe_by_pattern: bool = False,
         deserializer: Deserializer | None = None,
+        max_buffered_records: int | None = None,
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Stream]:
         """Declare a stream. ``options`` are AIOKafkaConsumer keyword arguments,
-        checked now: a misspelled one raises ``UnknownOptionError`` (a ``TypeError``)."""
+        checked now: a misspelled one raises ``UnknownOptionError`` (a ``TypeError``).
+
+        ``max_buffered_records`` bounds how far fetching runs ahead of the
+        handler (default: twice ``max_poll_records``, at least 1000).
+        """
         # Check before the function is seen, so the error points at the decorator line.
         Stream._check_options(options)
 
@@ -95,6 +100,7 @@ class StreamEngine:
                 initial_offsets=initial_offsets,
                 subscribe_by_pattern=subscribe_by_pattern,
                 deserializer=deserializer or self.deserializer,
+                max_buffered_records=max_buffered_records,
                 **options,
             )
             self.add_stream(stream)

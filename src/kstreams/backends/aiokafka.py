@@ -490,7 +490,8 @@ class AiokafkaProducer:
                 key,
                 partition=partition,
                 timestamp_ms=timestamp_ms,
-                headers=headers,
+                # aiokafka's C record builder takes only a list.
+                headers=headers if type(headers) is list else list(headers),
             )
         except _CLIENT_ERRORS as exc:
             raise _translate(exc) from exc
