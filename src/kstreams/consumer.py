@@ -533,6 +533,19 @@ class StreamConsumer:
         self._check_open()
         return await self._port.beginning_offsets(list(partitions))
 
+    def committed_offsets(self) -> dict[TopicPartition, int]:
+        """Offsets this consumer committed, per assigned partition (no broker round-trip)."""
+        return dict(self._committed)
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """Per assigned partition, the offset of the next record handed out, where known
+        without a broker round-trip."""
+        positions = dict(self._fetched_to)
+        for chunk in reversed(self._chunks):
+            if chunk.pos < len(chunk.records):
+                positions[chunk.tp] = chunk.records[chunk.pos].offset
+        return positions
+
     @property
     def buffered(self) -> int:
         """Records fetched and not yet handed out."""

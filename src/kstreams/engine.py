@@ -57,6 +57,14 @@ class StreamEngine:
         return self._producer.serializer
 
     @property
+    def producer(self) -> Producer:
+        return self._producer
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
     def streams(self) -> list[Stream]:
         return list(self._streams.values())
 

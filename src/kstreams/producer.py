@@ -46,6 +46,8 @@ class Producer:
         self.serializer = serializer
         self._options = options
         self._port: ProducerPort | None = None
+        #: The offset of the last record acknowledged, per (topic, partition).
+        self.last_offsets: dict[tuple[str, int], int] = {}
 
     @property
     def started(self) -> bool:
@@ -109,7 +111,9 @@ class Producer:
 
     async def send(self, topic: str, *args: Any, **kwargs: Any) -> RecordMetadata:
         delivery = await self.enqueue(topic, *args, **kwargs)
-        return await delivery
+        metadata = await delivery
+        self.last_offsets[(metadata.topic, metadata.partition)] = metadata.offset
+        return metadata
 
     async def send_many(
         self,
@@ -134,7 +138,11 @@ class Producer:
             )
             for event in batch_events
         ]
-        return list(await asyncio.gather(*deliveries))
+        results = list(await asyncio.gather(*deliveries))
+        last = self.last_offsets
+        for metadata in results:
+            last[(metadata.topic, metadata.partition)] = metadata.offset
+        return results
 
     async def flush(self) -> None:
         port = self._port
