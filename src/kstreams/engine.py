@@ -64,6 +64,14 @@ class StreamEngine:
     def started(self) -> bool:
         return self._started
 
+    def _use_backend(self, backend: Backend) -> None:
+        """Build the next consumers and producer on ``backend`` (``TestStreamClient`` swaps
+        a service onto the memory backend this way). Only while stopped."""
+        if self._started:
+            raise StreamError("the backend of a running engine cannot change; stop it first")
+        self.backend = backend
+        self._producer._backend = backend
+
     @property
     def streams(self) -> list[Stream]:
         return list(self._streams.values())
