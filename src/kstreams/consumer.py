@@ -40,14 +40,23 @@ _DEFAULT_MAX_POLL_RECORDS = 500
 
 
 class _Chunk:
-    """Records of one partition from one fetch, handed out front to back."""
+    """Records of one partition from one fetch, handed out front to back.
 
-    __slots__ = ("pos", "records", "tp")
+    ``records[:handled]`` were handled, ``records[handled:pos]`` are in hand,
+    ``records[pos:]`` wait in the buffer. Progress lives here, not in a dict,
+    so the per-record cost is two integer stores.
+    """
+
+    __slots__ = ("dropped", "handled", "pos", "records", "tp")
 
     def __init__(self, tp: TopicPartition, records: list[RawRecord]) -> None:
         self.tp = tp
         self.records = records
         self.pos = 0
+        self.handled = 0
+        # Out of the buffer (consumed, revoked, seeked away): later progress
+        # goes straight to StreamConsumer._handled.
+        self.dropped = False
 
 
 class StreamConsumer:
@@ -81,10 +90,10 @@ class StreamConsumer:
         self._chunks: deque[_Chunk] = deque()
         self._buffered = 0
         self._data = asyncio.Event()
-        # The chunk whose last handed-out record is in hand (getone), or the
-        # batch in hand (getmany): released as handled on the next call.
+        # The chunk whose last handed-out record is in hand (getone, run), or
+        # the slices in hand (getmany): released as handled on the next call.
         self._held: _Chunk | None = None
-        self._held_batch: dict[TopicPartition, int] = {}
+        self._held_batch: list[tuple[_Chunk, int]] = []
         self._release_waiter: asyncio.Future[None] | None = None
 
         self._handled: dict[TopicPartition, int] = {}
@@ -203,11 +212,13 @@ class StreamConsumer:
         kept: list[_Chunk] = []
         for chunk in self._chunks:
             if chunk.tp in tps:
-                # The chunk itself is left as it is: the record in hand may be its last.
                 remaining = len(chunk.records) - chunk.pos
                 if remaining:
                     first.setdefault(chunk.tp, chunk.records[chunk.pos].offset)
                     self._buffered -= remaining
+                    # Nothing more is handed out of it; what is in hand still counts.
+                    del chunk.records[chunk.pos :]
+                self._retire(chunk)
             else:
                 kept.append(chunk)
         self._chunks.clear()
@@ -225,15 +236,30 @@ class StreamConsumer:
 
     # -- handing records out -------------------------------------------------
 
+    def _retire(self, chunk: _Chunk) -> None:
+        """``chunk`` leaves the buffer: keep its handled progress."""
+        chunk.dropped = True
+        if chunk.handled:
+            self._handled[chunk.tp] = chunk.records[chunk.handled - 1].offset + 1
+
+    def _mark_handled(self, chunk: _Chunk, end: int) -> None:
+        chunk.handled = end
+        if chunk.dropped:
+            self._handled[chunk.tp] = chunk.records[end - 1].offset + 1
+
     def _release(self) -> None:
         """What was handed out last has been handled."""
         held = self._held
         if held is not None:
             self._held = None
-            self._handled[held.tp] = held.records[held.pos - 1].offset + 1
+            self._mark_handled(held, held.pos)
         if self._held_batch:
-            self._handled.update(self._held_batch)
-            self._held_batch = {}
+            for chunk, end in self._held_batch:
+                self._mark_handled(chunk, end)
+            self._held_batch = []
+        self._signal_release()
+
+    def _signal_release(self) -> None:
         waiter = self._release_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -248,7 +274,7 @@ class StreamConsumer:
                 raise ConsumerStoppedError("the stream is stopping")
             chunks = self._chunks
             while chunks and chunks[0].pos >= len(chunks[0].records):
-                chunks.popleft()
+                self._retire(chunks.popleft())
                 self._maybe_resume_flow()
             if chunks:
                 return True
@@ -274,6 +300,41 @@ class StreamConsumer:
         self._buffered -= 1
         self._held = chunk
         return chunk.records[pos]
+
+    async def run(self, handler: Callable[[RawRecord], Awaitable[Any]]) -> None:
+        """Await ``handler`` on every record, in order, until the stream stops.
+
+        A record is handled once ``handler`` returns; an exception from it
+        propagates with that record left unhandled. The per-record path of
+        typed handlers: no intermediate coroutine per record.
+        """
+        self._release()
+        chunks = self._chunks
+        while True:
+            if not chunks or chunks[0].pos >= len(chunks[0].records):
+                try:
+                    await self._wait_for_data(None)
+                except ConsumerStoppedError:
+                    if self._closing:
+                        return
+                    raise
+            chunk = chunks[0]
+            records = chunk.records
+            self._held = chunk
+            while (pos := chunk.pos) < len(records):
+                chunk.pos = pos + 1
+                self._buffered -= 1
+                await handler(records[pos])
+                chunk.handled = pos + 1
+                if chunk.dropped:
+                    self._handled[chunk.tp] = records[pos].offset + 1
+                    break
+                if self._release_waiter is not None:
+                    self._signal_release()
+                if self._closing:
+                    self._held = None
+                    return
+            self._held = None
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
@@ -302,7 +363,7 @@ class StreamConsumer:
             taken += len(part)
             chunk.pos = end
             result.setdefault(chunk.tp, []).extend(part)
-            self._held_batch[chunk.tp] = part[-1].offset + 1
+            self._held_batch.append((chunk, end))
         self._buffered -= taken
         return result
 
@@ -310,17 +371,23 @@ class StreamConsumer:
 
     def handled_offsets(self) -> dict[TopicPartition, int]:
         """Next-to-read offsets of every partition whose records were handled."""
-        return dict(self._handled)
+        handled = dict(self._handled)
+        for chunk in self._chunks:
+            if chunk.handled:
+                handled[chunk.tp] = chunk.records[chunk.handled - 1].offset + 1
+        return handled
 
     def _in_hand_offsets(self) -> dict[TopicPartition, int]:
-        offsets = dict(self._held_batch)
+        offsets: dict[TopicPartition, int] = {}
+        for chunk, end in self._held_batch:
+            offsets[chunk.tp] = chunk.records[end - 1].offset + 1
         held = self._held
-        if held is not None:
+        if held is not None and held.pos > held.handled:
             offsets[held.tp] = held.records[held.pos - 1].offset + 1
         return offsets
 
     async def _commit_handled(self, only: Iterable[TopicPartition] | None = None) -> None:
-        handled = self._handled
+        handled = self.handled_offsets()
         assigned = self._port.assignment()
         tps = handled.keys() if only is None else [tp for tp in only if tp in handled]
         offsets = {
@@ -350,7 +417,7 @@ class StreamConsumer:
         attribute as aiokafka's ``OffsetAndMetadata``).
         """
         if offsets is None:
-            to_commit = {**self._handled, **self._in_hand_offsets()}
+            to_commit = {**self.handled_offsets(), **self._in_hand_offsets()}
             to_commit = {tp: o for tp, o in to_commit.items() if self._committed.get(tp) != o}
         else:
             to_commit = {tp: int(getattr(o, "offset", o)) for tp, o in offsets.items()}

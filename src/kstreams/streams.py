@@ -365,8 +365,16 @@ class Stream:
             while (batch := await self._next_batch()) is not None:
                 await handler(batch)
             return
-        async for cr in self:
-            await handler(cr)
+        consumer = self.consumer
+        if consumer is None:
+            raise StreamError(f"stream {self.name!r} is not started")
+        if self._deserializing:
+            typed = handler
+
+            async def handler(record: Any) -> Any:
+                return await typed(await self._deserialize(record))
+
+        await consumer.run(handler)
 
     async def _run(self) -> None:
         while True:
