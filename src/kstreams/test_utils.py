@@ -1,0 +1,488 @@
+"""Unit-test a service on the in-memory broker, whatever backend it was written for.
+
+::
+
+    async with TestStreamClient(engine, topics=["payments-out"]) as client:
+        await client.send("payments-in", value=b"42", key="user-1")
+        out = await client.get_event(topic_name="payments-out")
+        assert out.value == b"42"
+    # here every record sent was handled, and committed by auto-committing streams
+
+Entering the client moves the engine (and any stream with a backend of its
+own) onto a fresh :class:`~kstreams.backends.memory.MemoryCluster` and starts
+it; leaving it waits until the engine's running streams have handled every
+record of the topics they consume, stops the engine, and gives it back its
+own backend. Nothing connects to a broker. The cluster, and with it every
+topic, record and commit, belongs to the client: two clients share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from kstreams.backends.memory import MemoryCluster, MemoryConsumer
+from kstreams.backends.settings import Memory
+from kstreams.engine import StreamEngine
+from kstreams.exceptions import KStreamsError, StreamError
+from kstreams.ports import Backend
+from kstreams.producer import DEFAULT
+from kstreams.records import ConsumerRecord, RecordMetadata, TopicPartition
+from kstreams.streams import Stream
+from kstreams.types import BatchEvent, HeadersInput
+
+__all__ = ["RecordsNotHandledError", "TestStreamClient", "TopicInfo"]
+
+logger = logging.getLogger("kstreams.test_utils")
+
+# How often the exit waits look at the streams' progress. Handling a record
+# publishes no event to await, so this one wait polls, bounded by a deadline.
+_PROGRESS_POLL_S = 0.005
+
+
+class RecordsNotHandledError(KStreamsError, AssertionError):
+    """Leaving a ``TestStreamClient``, some records were still not handled in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Lag:
+    stream: str
+    group_id: str | None
+    tp: TopicPartition
+    done: int
+    end: int
+
+    def __str__(self) -> str:
+        group = f"group {self.group_id!r}" if self.group_id else "no group"
+        return (
+            f"stream {self.stream!r} ({group}): {self.tp.topic}[{self.tp.partition}] "
+            f"handled up to offset {self.done} of {self.end}"
+        )
+
+
+class TopicInfo:
+    """A live view of one topic of a client's cluster: its records and who consumed them.
+
+    Values are read when asked for, so one ``TopicInfo`` can be kept and
+    asked again after more records were sent or after the client exited.
+    """
+
+    def __init__(self, client: TestStreamClient, name: str) -> None:
+        self._client = client
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<TopicInfo {self.name!r}>"
+
+    def _tps(self) -> list[TopicPartition]:
+        cluster = self._client.cluster
+        return [TopicPartition(self.name, p) for p in sorted(cluster.partitions_for(self.name))]
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the topic has."""
+        return len(self._client.cluster.partitions_for(self.name))
+
+    @property
+    def end_offsets(self) -> dict[int, int]:
+        """Per partition, the offset the next record will get."""
+        cluster = self._client.cluster
+        return {tp.partition: cluster.end_offset(tp) for tp in self._tps()}
+
+    @property
+    def total_events(self) -> int:
+        """How many records were produced to the topic, on every partition."""
+        return sum(self.end_offsets.values())
+
+    def records(self) -> list[ConsumerRecord[bytes | None, bytes | None]]:
+        """Every record of the topic as stored (raw bytes), partition by partition."""
+        cluster = self._client.cluster
+        return [record for tp in self._tps() for record in cluster.records(tp)]
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """The groups of the engine's streams that consume this topic."""
+        return frozenset(
+            stream.group_id
+            for stream in self._client.engine.streams
+            if stream.group_id is not None and _subscribes(stream, self.name)
+        )
+
+    def _group(self, group_id: str | None) -> str:
+        if group_id is not None:
+            return group_id
+        groups = self.groups
+        if len(groups) != 1:
+            found = ", ".join(sorted(groups)) or "none"
+            raise ValueError(
+                f"topic {self.name!r} is consumed by groups: {found}; pass group_id= to choose"
+            )
+        return next(iter(groups))
+
+    def committed(self, group_id: str | None = None) -> dict[int, int]:
+        """Per partition, the offset ``group_id`` committed (partitions without a commit left out).
+
+        Without ``group_id``, the one group of the engine's streams that
+        consumes the topic (``ValueError`` when there are none or several).
+        """
+        group = self._group(group_id)
+        cluster = self._client.cluster
+        offsets = {tp.partition: cluster.committed(group, tp) for tp in self._tps()}
+        return {partition: offset for partition, offset in offsets.items() if offset is not None}
+
+    def total_committed(self, group_id: str | None = None) -> int:
+        """How many of the topic's records ``group_id`` committed, on every partition."""
+        return sum(self.committed(group_id).values())
+
+    @property
+    def consumed(self) -> bool:
+        """Whether at least one group consumes the topic and every such group committed
+        every record. Auto-commit runs every ``auto_commit_interval_ms`` and on stop, so
+        inside the client's block this may lag; after the block it is final."""
+        groups = self.groups
+        if not groups:
+            return False
+        ends = self.end_offsets
+        return all(
+            self.committed(group).get(partition, 0) >= end
+            for group in groups
+            for partition, end in ends.items()
+        )
+
+    @property
+    def taken(self) -> int:
+        """How many records ``client.get_event`` took from this topic."""
+        return sum(self._client._cursor(self.name).values())
+
+    def is_empty(self) -> bool:
+        """Whether ``client.get_event`` has no record left to take from this topic."""
+        return self.taken >= self.total_events
+
+
+def _subscribes(stream: Stream, topic: str) -> bool:
+    if stream.subscribe_by_pattern:
+        # Consumers match a pattern at the start of the name, as aiokafka does.
+        return re.match(stream.topics[0], topic) is not None
+    return topic in stream.topics
+
+
+class TestStreamClient:
+    """Run ``engine`` on a fresh in-memory cluster for the length of an ``async with`` block.
+
+    ``topics`` are created on entry (with ``partitions`` partitions), so a
+    pattern subscription sees them and ``get_event`` can wait on them; any
+    other topic is created on first use with ``partitions`` partitions too.
+    ``timeout_s`` bounds how long leaving the block waits for the streams to
+    handle what was sent, and is the default wait of ``get_event``.
+    """
+
+    # Not a test class, whatever its name says.
+    __test__ = False
+
+    def __init__(
+        self,
+        engine: StreamEngine,
+        *,
+        topics: Iterable[str] = (),
+        partitions: int = 1,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.topics = list(topics)
+        self.partitions = partitions
+        self.timeout_s = timeout_s
+        self._cluster: MemoryCluster | None = None
+        self._active = False
+        self._saved_backend: Backend | None = None
+        self._saved_stream_backends: dict[Stream, Backend] = {}
+        self._cursors: dict[str, dict[TopicPartition, int]] = {}
+        self._readers: dict[str, MemoryConsumer] = {}
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "inactive"
+        return f"<TestStreamClient {self.engine!r} {state}>"
+
+    @property
+    def cluster(self) -> MemoryCluster:
+        """The client's in-memory cluster (the one of its latest ``async with`` block)."""
+        if self._cluster is None:
+            raise StreamError("the client has no cluster yet: use it in 'async with client:'")
+        return self._cluster
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> TestStreamClient:
+        engine = self.engine
+        if self._active:
+            raise StreamError("this TestStreamClient is already in use")
+        if engine.started:
+            raise StreamError(
+                "the engine is already running; TestStreamClient starts it on the memory backend"
+            )
+        cluster = MemoryCluster(default_partitions=self.partitions)
+        for topic in self.topics:
+            cluster.create_topic(topic)
+        self._cluster = cluster
+        self._cursors = {}
+        memory = Memory(cluster=cluster)
+        self._saved_backend = engine.backend
+        self._saved_stream_backends = {s: s.backend for s in engine.streams if s.backend}
+        engine._use_backend(memory)
+        for stream in self._saved_stream_backends:
+            stream.backend = memory
+        try:
+            await engine.start()
+        except BaseException:
+            self._restore()
+            raise
+        self._active = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        error: RecordsNotHandledError | None = None
+        expected: dict[tuple[str, TopicPartition], int] = {}
+        try:
+            if exc_type is None:
+                try:
+                    expected = await self._wait_handled(self.timeout_s)
+                except RecordsNotHandledError as not_handled:
+                    error = not_handled
+        finally:
+            try:
+                await self.engine.stop()
+            finally:
+                await self._close_readers()
+                self._restore()
+                self._active = False
+        if error is not None:
+            raise error
+        self._check_committed(expected)
+
+    def _restore(self) -> None:
+        if self._saved_backend is not None:
+            self.engine._use_backend(self._saved_backend)
+            self._saved_backend = None
+        for stream, backend in self._saved_stream_backends.items():
+            stream.backend = backend
+        self._saved_stream_backends = {}
+
+    async def _close_readers(self) -> None:
+        readers, self._readers = self._readers, {}
+        for reader in readers.values():
+            await reader.stop()
+
+    # -- waiting for the streams -------------------------------------------------
+
+    def _lags(self) -> list[_Lag]:
+        """What the engine's running streams have not handled yet, per partition."""
+        cluster = self.cluster
+        streams = [s for s in self.engine.streams if s.running and s.consumer is not None]
+        handled_by_group: dict[str | None, dict[TopicPartition, int]] = {}
+        for stream in streams:
+            assert stream.consumer is not None
+            handled = handled_by_group.setdefault(stream.group_id, {})
+            for tp, offset in stream.consumer.handled_offsets().items():
+                handled[tp] = max(offset, handled.get(tp, 0))
+        lags: list[_Lag] = []
+        topics = cluster.topics()
+        for stream in streams:
+            handled = handled_by_group[stream.group_id]
+            for topic in sorted(t for t in topics if _subscribes(stream, t)):
+                for partition in sorted(cluster.partitions_for(topic)):
+                    tp = TopicPartition(topic, partition)
+                    end = cluster.end_offset(tp)
+                    done = handled.get(tp, 0)
+                    if stream.group_id is not None:
+                        done = max(done, cluster.committed(stream.group_id, tp) or 0)
+                    if done < end:
+                        lags.append(_Lag(stream.name, stream.group_id, tp, done, end))
+        return lags
+
+    async def wait_handled(self, timeout_s: float | None = None) -> None:
+        """Wait until the engine's running streams have handled every record produced so far
+        to the topics they consume; raise ``RecordsNotHandledError`` naming what was not
+        after ``timeout_s`` (default: the client's ``timeout_s``)."""
+        await self._wait_handled(self.timeout_s if timeout_s is None else timeout_s)
+
+    async def _wait_handled(self, timeout_s: float) -> dict[tuple[str, TopicPartition], int]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lags = self._lags()
+            if not lags:
+                return self._auto_commit_targets()
+            if time.monotonic() >= deadline:
+                detail = "; ".join(str(lag) for lag in lags)
+                raise RecordsNotHandledError(
+                    f"records not handled within {timeout_s:.1f}s: {detail}. Is a handler "
+                    "stuck or failing (see stream.error), or did a stream start at "
+                    "'latest' after they were sent?"
+                )
+            await asyncio.sleep(_PROGRESS_POLL_S)
+
+    def _auto_commit_targets(self) -> dict[tuple[str, TopicPartition], int]:
+        """Per (group, partition) of auto-committing streams, the offset stopping must commit."""
+        cluster = self.cluster
+        targets: dict[tuple[str, TopicPartition], int] = {}
+        for stream in self.engine.streams:
+            if not (stream.running and stream.auto_commit and stream.group_id is not None):
+                continue
+            for topic in cluster.topics():
+                if _subscribes(stream, topic):
+                    for partition in cluster.partitions_for(topic):
+                        tp = TopicPartition(topic, partition)
+                        targets[(stream.group_id, tp)] = cluster.end_offset(tp)
+        return targets
+
+    def _check_committed(self, targets: Mapping[tuple[str, TopicPartition], int]) -> None:
+        cluster = self.cluster
+        missing = [
+            f"group {group!r}: {tp.topic}[{tp.partition}] committed "
+            f"{cluster.committed(group, tp)} of {end}"
+            for (group, tp), end in sorted(targets.items())
+            if (cluster.committed(group, tp) or 0) < end
+        ]
+        if missing:
+            raise RecordsNotHandledError(
+                "records were handled but not committed when the engine stopped: "
+                + "; ".join(missing)
+            )
+
+    # -- producing -----------------------------------------------------------
+
+    async def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: HeadersInput | None = None,
+        serializer: Any = DEFAULT,
+        serializer_kwargs: dict[str, Any] | None = None,
+    ) -> RecordMetadata:
+        """Produce one record with the engine's producer (and serializer)."""
+        return await self.engine.send(
+            topic,
+            value,
+            key,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            headers=headers,
+            serializer=serializer,
+            serializer_kwargs=serializer_kwargs,
+        )
+
+    async def send_many(
+        self,
+        topic: str,
+        batch_events: Sequence[BatchEvent],
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        serializer: Any = DEFAULT,
+        serializer_kwargs: dict[str, Any] | None = None,
+    ) -> list[RecordMetadata]:
+        """Produce many records with the engine's producer, enqueued together."""
+        return await self.engine.send_many(
+            topic,
+            batch_events,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            serializer=serializer,
+            serializer_kwargs=serializer_kwargs,
+        )
+
+    # -- reading what was produced ----------------------------------------------
+
+    def _cursor(self, topic: str) -> dict[TopicPartition, int]:
+        return self._cursors.setdefault(topic, {})
+
+    def _take(self, topic: str) -> ConsumerRecord[bytes | None, bytes | None] | None:
+        cluster = self.cluster
+        if topic not in cluster.topics():
+            return None
+        cursor = self._cursor(topic)
+        best: ConsumerRecord[bytes | None, bytes | None] | None = None
+        for partition in sorted(cluster.partitions_for(topic)):
+            tp = TopicPartition(topic, partition)
+            taken = cursor.get(tp, 0)
+            if taken < cluster.end_offset(tp):
+                record = cluster.records(tp)[taken]
+                if best is None or record.timestamp < best.timestamp:
+                    best = record
+        if best is not None:
+            cursor[best.topic_partition] = best.offset + 1
+        return best
+
+    async def _reader(self, topic: str) -> MemoryConsumer:
+        reader = self._readers.get(topic)
+        if reader is None:
+            # Without a group it reads every partition and commits nothing: its
+            # only use is to wake get_event when the topic grows.
+            reader = MemoryConsumer(self.cluster, group_id=None, auto_offset_reset="earliest")
+            reader.subscribe([topic])
+            await reader.start()
+            self._readers[topic] = reader
+        return reader
+
+    async def get_event(
+        self,
+        topic_name: str,
+        *,
+        timeout_s: float | None = None,
+        deserializer: Any = DEFAULT,
+    ) -> ConsumerRecord[Any, Any]:
+        """The next record of ``topic_name`` this client has not taken yet.
+
+        The client keeps its own read position per partition, as a consumer
+        of a group of its own would: taking a record removes nothing from the
+        topic and does not change what the engine's streams read. Records
+        come out in offset order per partition; across partitions, oldest
+        timestamp first (lowest partition on a tie).
+
+        Waits up to ``timeout_s`` (default: the client's ``timeout_s``) for
+        a record to arrive, then raises ``TimeoutError``; after the client's
+        block it does not wait. The record is deserialized with the engine's
+        deserializer, or with ``deserializer`` (``None`` for the raw bytes).
+        """
+        if self._cluster is None:
+            raise StreamError("get_event needs the client's 'async with' block")
+        wait_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + wait_s
+        while True:
+            record = self._take(topic_name)
+            if record is not None:
+                return await self._deserialize(record, deserializer)
+            remaining = deadline - time.monotonic()
+            if not self._active or remaining <= 0:
+                taken = sum(self._cursor(topic_name).values())
+                raise TimeoutError(
+                    f"no record left on topic {topic_name!r} after {wait_s:.1f}s "
+                    f"({taken} already taken by get_event)"
+                )
+            reader = await self._reader(topic_name)
+            # Returns as soon as the topic has records the reader has not seen.
+            await reader.getmany(timeout_ms=max(1, int(remaining * 1000)))
+
+    async def _deserialize(
+        self, record: ConsumerRecord[bytes | None, bytes | None], deserializer: Any
+    ) -> ConsumerRecord[Any, Any]:
+        chosen = self.engine.deserializer if deserializer is DEFAULT else deserializer
+        if chosen is None:
+            return record
+        result: ConsumerRecord[Any, Any] = await chosen.deserialize(record)
+        return result
+
+    def get_topic(self, topic_name: str) -> TopicInfo:
+        """A live view of ``topic_name``: its records, offsets and commits."""
+        return TopicInfo(self, topic_name)
