@@ -1,12 +1,20 @@
-"""The engine's producer: serialization and headers on top of a ProducerPort."""
+"""The engine's producer: serialization and headers on top of a ProducerPort.
+
+How a value becomes bytes, on every backend alike: the ``serializer`` given
+to the call, else the engine's serializer, else the ``value_serializer`` of
+``producer_options`` (aiokafka's plain-callable spelling of the same thing);
+``key_serializer`` turns the key into bytes. ``serializer=None`` sends key
+and value as they are (bytes, str encoded as UTF-8, or None), skipping all of
+them. The core applies ``key_serializer``/``value_serializer`` itself and never
+hands them to the client, so nothing is serialized twice.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from kstreams.exceptions import EngineNotStartedError, ProducerClosedError
+from kstreams.exceptions import ConfigError, EngineNotStartedError, ProducerClosedError
 from kstreams.ports import Backend, ProducerPort
 from kstreams.records import RecordMetadata
 from kstreams.serializers import Serializer
@@ -21,6 +29,9 @@ class _UseDefault:
 #: ``serializer=DEFAULT`` (the default) uses the engine's serializer;
 #: ``serializer=None`` sends the value as raw bytes.
 DEFAULT: Any = _UseDefault()
+
+#: The producer options the core applies instead of the client.
+CORE_PRODUCER_OPTIONS = frozenset({"key_serializer", "value_serializer"})
 
 
 def _raw(value: Any, what: str) -> bytes | None:
@@ -40,8 +51,15 @@ class Producer:
     """Builds records from payloads and hands them to the backend's producer."""
 
     def __init__(
-        self, backend: Backend, *, serializer: Serializer | None, options: dict[str, Any]
+        self, backend: Backend, *, serializer: Serializer | None, options: Mapping[str, Any]
     ) -> None:
+        options = dict(options)
+        self._key_serializer: Callable[[Any], Any] | None = options.pop("key_serializer", None)
+        self._value_serializer: Callable[[Any], Any] | None = options.pop("value_serializer", None)
+        if serializer is not None and self._value_serializer is not None:
+            raise ConfigError(
+                "give the engine a serializer or producer_options['value_serializer'], not both"
+            )
         self._backend = backend
         self.serializer = serializer
         self._options = options
@@ -52,6 +70,11 @@ class Producer:
     @property
     def started(self) -> bool:
         return self._port is not None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options the backend's producer is built with (serializers excluded)."""
+        return dict(self._options)
 
     async def start(self) -> None:
         if self._port is None:
@@ -77,12 +100,22 @@ class Producer:
         serializer: Any,
         serializer_kwargs: dict[str, Any] | None,
     ) -> tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]:
-        chosen = self.serializer if serializer is DEFAULT else serializer
-        if chosen is not None:
-            header_dict = dict(headers.items() if isinstance(headers, Mapping) else headers or ())
-            value = await chosen.serialize(
-                value, headers=header_dict, serializer_kwargs=serializer_kwargs
-            )
+        if serializer is not None:
+            chosen = self.serializer if serializer is DEFAULT else serializer
+            if chosen is not None:
+                pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+                header_dict: dict[str, Any] = dict(pairs)
+                given = dict(header_dict)
+                value = await chosen.serialize(
+                    value, headers=header_dict, serializer_kwargs=serializer_kwargs
+                )
+                if header_dict != given:
+                    # The serializer added or changed headers (a content type, say).
+                    headers = header_dict
+            elif self._value_serializer is not None:
+                value = self._value_serializer(value)
+            if self._key_serializer is not None:
+                key = self._key_serializer(key)
         return _raw(value, "value"), _raw(key, "key"), encode_headers(headers)
 
     async def enqueue(
@@ -96,6 +129,7 @@ class Producer:
         serializer: Any = DEFAULT,
         serializer_kwargs: dict[str, Any] | None = None,
     ) -> Awaitable[RecordMetadata]:
+        """Serialize and enqueue one record; await the result for the acknowledgement."""
         port = self._require_port()
         raw_value, raw_key, raw_headers = await self._encode(
             value, key, headers, serializer, serializer_kwargs
@@ -124,25 +158,50 @@ class Producer:
         serializer: Any = DEFAULT,
         serializer_kwargs: dict[str, Any] | None = None,
     ) -> list[RecordMetadata]:
-        """Enqueue every event, then wait for all acknowledgements at once."""
-        deliveries = [
-            await self.enqueue(
-                topic,
-                event.value,
-                event.key,
-                partition=partition,
-                timestamp_ms=timestamp_ms,
-                headers=event.headers,
-                serializer=serializer,
-                serializer_kwargs=serializer_kwargs,
-            )
-            for event in batch_events
-        ]
-        results = list(await asyncio.gather(*deliveries))
-        last = self.last_offsets
-        for metadata in results:
-            last[(metadata.topic, metadata.partition)] = metadata.offset
+        """Enqueue every event, then wait for the acknowledgements, in order.
+
+        Everything is enqueued before anything is awaited, so the client
+        batches the records. If one fails, the others are still waited for
+        (so no outcome goes unobserved) and the first error is raised.
+        """
+        deliveries: list[Awaitable[RecordMetadata]] = []
+        try:
+            for event in batch_events:
+                deliveries.append(
+                    await self.enqueue(
+                        topic,
+                        event.value,
+                        event.key,
+                        partition=partition,
+                        timestamp_ms=timestamp_ms,
+                        headers=event.headers,
+                        serializer=serializer,
+                        serializer_kwargs=serializer_kwargs,
+                    )
+                )
+        except Exception:
+            await self._settle(deliveries)
+            raise
+        results, error = await self._settle(deliveries)
+        if error is not None:
+            raise error
         return results
+
+    async def _settle(
+        self, deliveries: list[Awaitable[RecordMetadata]]
+    ) -> tuple[list[RecordMetadata], Exception | None]:
+        results: list[RecordMetadata] = []
+        error: Exception | None = None
+        last = self.last_offsets
+        for delivery in deliveries:
+            try:
+                metadata = await delivery
+            except Exception as exc:
+                error = error or exc
+                continue
+            last[(metadata.topic, metadata.partition)] = metadata.offset
+            results.append(metadata)
+        return results, error
 
     async def flush(self) -> None:
         port = self._port

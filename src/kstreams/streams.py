@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import logging
@@ -90,6 +91,11 @@ class Stream:
                 f"stream {self.name!r}: middlewares wrap typed handlers "
                 "(async def f(cr: ConsumerRecord)); an 'async for' stream has none to wrap"
             )
+        if self.middlewares and self.spec.is_generator:
+            raise StreamError(
+                f"stream {self.name!r}: middlewares wrap handlers that return; "
+                "a generator handler yields and has none to wrap"
+            )
         self.error_policy = StreamErrorPolicy(error_policy)
         if get_many is not None and self.spec.kind is HandlerKind.RECORD:
             raise StreamError(
@@ -117,9 +123,13 @@ class Stream:
         self.error: BaseException | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._stop_event = asyncio.Event()
         self._initial_offsets_applied = False
         self._flow: AsyncIterator[Any] | None = None
         self._restarts = 0
+        # What the consumer handed out last, before deserialization (see raw_record).
+        self._in_hand: RawRecord | dict[TopicPartition, list[RawRecord]] | None = None
 
     @staticmethod
     def _check_options(options: dict[str, Any]) -> None:
@@ -170,11 +180,29 @@ class Stream:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and join the group; run the handler unless it is a generator."""
+        """Connect and join the group; run the handler unless it is a generator.
+
+        Idempotent: a call while a start is under way waits for that one.
+        """
         if self.running:
             return
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+            if not self.running:
+                raise StreamError(f"stream {self.name!r} failed to start")
+            return
+        self._starting = asyncio.get_running_loop().create_future()
+        try:
+            await self._start()
+        finally:
+            starting, self._starting = self._starting, None
+            starting.set_result(None)
+
+    async def _start(self) -> None:
         self._stopping = False
+        self._stop_event = asyncio.Event()
         self.error = None
+        self._restarts = 0
         if self.rebalance_listener is not None:
             self.rebalance_listener.stream = self
             self.rebalance_listener.engine = self.engine
@@ -188,9 +216,13 @@ class Stream:
 
     async def stop(self) -> None:
         """Let the record in hand finish, commit what was handled, then close the consumer."""
+        starting = self._starting
+        if starting is not None:
+            await asyncio.shield(starting)
         if not self.running:
             return
         self._stopping = True
+        self._stop_event.set()
         consumer = self.consumer
         if consumer is not None:
             consumer.stop_delivering()
@@ -224,6 +256,20 @@ class Stream:
     def is_generator(self) -> bool:
         return self.spec.is_generator
 
+    async def wait_for_stop(self, timeout_s: float) -> bool:
+        """Sleep up to ``timeout_s``; return True as soon as the stream is asked to stop.
+
+        For back-offs inside a handler or a middleware, so that ``stop()``
+        does not wait for them to run out.
+        """
+        if self._stopping:
+            return True
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), timeout_s)
+        except TimeoutError:
+            return self._stopping
+        return True
+
     # -- iteration -----------------------------------------------------------
 
     def __aiter__(self) -> Stream:
@@ -240,6 +286,7 @@ class Stream:
                 raise StopAsyncIteration from None
             raise
         if self._deserializing:
+            self._in_hand = record
             record = await self._deserialize(record)
         return record
 
@@ -278,13 +325,41 @@ class Stream:
         consumer = self.consumer
         if consumer is None:
             raise StreamError(f"stream {self.name!r} is not started")
-        batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+        raw: dict[TopicPartition, list[RawRecord]] = await consumer.getmany(
             *partitions, timeout_ms=timeout_ms, max_records=max_records
         )
-        if self._deserializing:
-            for tp, records in batch.items():
-                batch[tp] = [await self._deserialize(r) for r in records]
-        return batch
+        if not self._deserializing:
+            return dict(raw)
+        self._in_hand = raw
+        return {tp: [await self._deserialize(r) for r in records] for tp, records in raw.items()}
+
+    def raw_record(self, record: ConsumerRecord[Any, Any]) -> RawRecord:
+        """The record in hand as it was consumed: bytes key and value, before deserialization.
+
+        ``record`` is the one being handled (or one of the batch being
+        handled), deserialized or not; it is found by topic, partition and
+        offset. Without a deserializer, that is ``record`` itself. Raises
+        ``StreamError`` for a deserialized record no longer in hand.
+        """
+        if not self._deserializing:
+            return record
+        in_hand = self._in_hand
+        if isinstance(in_hand, ConsumerRecord):
+            if (in_hand.topic, in_hand.partition, in_hand.offset) == (
+                record.topic,
+                record.partition,
+                record.offset,
+            ):
+                return in_hand
+        elif in_hand:
+            records = in_hand.get(TopicPartition(record.topic, record.partition), [])
+            i = bisect.bisect_left(records, record.offset, key=lambda r: r.offset)
+            if i < len(records) and records[i].offset == record.offset:
+                return records[i]
+        raise StreamError(
+            f"stream {self.name!r}: record {record.topic}[{record.partition}]@{record.offset} "
+            "is not in hand"
+        )
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets``, or everything handed out so far (the record in hand included)."""
@@ -361,6 +436,15 @@ class Stream:
             await self.func(self)
             return
         handler = self._bind_handler()
+        if self._restarts:
+            # After a restart: the back-off starts over once a record is handled.
+            restarted = handler
+
+            async def handler(record: Any) -> Any:
+                result = await restarted(record)
+                self._restarts = 0
+                return result
+
         if self.spec.kind is HandlerKind.BATCH:
             while (batch := await self._next_batch()) is not None:
                 await handler(batch)
@@ -372,6 +456,7 @@ class Stream:
             typed = handler
 
             async def handler(record: Any) -> Any:
+                self._in_hand = record
                 return await typed(await self._deserialize(record))
 
         await consumer.run(handler)
@@ -394,15 +479,7 @@ class Stream:
         logger.error("stream %r failed (%s policy): %r", self.name, policy.value, exc, exc_info=exc)
         self.error = exc
         if policy is StreamErrorPolicy.RESTART:
-            await self._close_consumer()
-            delay = min(_RESTART_BACKOFF_S[0] * 2**self._restarts, _RESTART_BACKOFF_S[1])
-            self._restarts += 1
-            logger.info("stream %r restarts in %.1fs", self.name, delay)
-            await asyncio.sleep(delay)
-            if self._stopping:
-                return False
-            await self._open_consumer()
-            return True
+            return await self._restart()
         self._stopping = True
         await self._close_consumer()
         self.running = False
@@ -413,6 +490,30 @@ class Stream:
             elif policy is StreamErrorPolicy.STOP_APPLICATION:
                 signal.raise_signal(signal.SIGTERM)
         return False
+
+    async def _restart(self) -> bool:
+        """Close the consumer and open a new one, after a back-off that doubles per
+        restart until a record is handled; False if the stream was stopped meanwhile."""
+        while True:
+            try:
+                await self._close_consumer()
+            except Exception:
+                logger.exception("stream %r: closing the failed consumer failed", self.name)
+            base, cap = _RESTART_BACKOFF_S
+            delay = min(base * 2**self._restarts, cap)
+            self._restarts += 1
+            logger.info("stream %r restarts in %.2fs", self.name, delay)
+            if await self.wait_for_stop(delay):
+                return False
+            try:
+                await self._open_consumer()
+            except Exception as exc:
+                if self._stopping:
+                    return False
+                logger.error("stream %r could not restart: %r", self.name, exc, exc_info=exc)
+                self.error = exc
+                continue
+            return True
 
 
 class _StreamListener:
