@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from kstreams.backends import resolve_backend
@@ -125,6 +125,8 @@ class StreamEngine:
         return decorator
 
     def add_stream(self, stream: Stream) -> None:
+        """Register ``stream``; on a started engine, start it too (in the background:
+        ``await stream.start()`` waits for that start)."""
         if stream.name in self._streams:
             raise DuplicateStreamError(
                 f"a stream named {stream.name!r} is already in this engine; pass name= to tell "
@@ -134,6 +136,8 @@ class StreamEngine:
         if stream.deserializer is None:
             stream.deserializer = self.deserializer
         self._streams[stream.name] = stream
+        if self._started and not stream.is_generator:
+            self._in_background(stream.start(), f"kstreams-start-{stream.name}")
 
     def get_stream(self, name: str) -> Stream | None:
         return self._streams.get(name)
@@ -168,16 +172,21 @@ class StreamEngine:
         if not self._started:
             return
         self._started = False
-        await self._hooks.run("on_stop")
+        # A failing hook must not leave consumers running: stop everything, then raise.
+        errors = await self._hooks.run_all("on_stop")
         results = await asyncio.gather(
             *(s.stop() for s in self._streams.values()), return_exceptions=True
         )
         for stream, result in zip(self._streams.values(), results, strict=True):
             if isinstance(result, BaseException):
                 logger.error("stream %r failed to stop cleanly", stream.name, exc_info=result)
-        await self._producer.stop()
-        await self._hooks.run("after_stop")
+        try:
+            await self._producer.stop()
+        finally:
+            errors += await self._hooks.run_all("after_stop")
         logger.info("engine %r stopped", self.title)
+        if errors:
+            raise errors[0]
 
     # The names of kstreams' first releases.
     init_streaming = start
@@ -187,13 +196,23 @@ class StreamEngine:
         """Stop from inside one of the engine's own streams, which ``stop`` would wait for."""
 
         async def stop() -> None:
-            await self.stop()
-            if exit_process:
-                signal.raise_signal(signal.SIGTERM)
+            try:
+                await self.stop()
+            finally:
+                if exit_process:
+                    signal.raise_signal(signal.SIGTERM)
 
-        task = asyncio.get_running_loop().create_task(stop(), name="kstreams-engine-stop")
+        self._in_background(stop(), "kstreams-engine-stop")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s failed", task.get_name(), exc_info=task.exception())
 
     # -- hooks -------------------------------------------------------------------
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 Hook = Callable[[], Any]
 HOOK_NAMES = ("on_startup", "after_startup", "on_stop", "after_stop")
+
+logger = logging.getLogger("kstreams.hooks")
 
 
 class Hooks:
@@ -26,10 +29,24 @@ class Hooks:
         return hook
 
     async def run(self, name: str) -> None:
+        """Run the hooks of ``name`` in order; the first that raises stops the rest."""
         for hook in self._hooks[name]:
             result = hook()
             if inspect.isawaitable(result):
                 await result
+
+    async def run_all(self, name: str) -> list[Exception]:
+        """Run every hook of ``name`` in order, whatever fails; return the errors."""
+        errors: list[Exception] = []
+        for hook in self._hooks[name]:
+            try:
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                logger.exception("%s hook %r failed", name, hook)
+                errors.append(exc)
+        return errors
 
     def decorator(self, name: str) -> Callable[[Hook], Hook]:
         return lambda hook: self.add(name, hook)
