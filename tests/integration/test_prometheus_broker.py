@@ -1,0 +1,60 @@
+"""PrometheusMonitor on the aiokafka backend against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from kstreams import ConsumerRecord, create_engine
+from kstreams.backends import Aiokafka
+from kstreams.prometheus import PrometheusMonitor
+
+pytestmark = pytest.mark.integration
+
+# A group join takes about half the session timeout on Tansu.
+GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+
+
+async def test_offsets_and_lags_on_a_real_broker(kafka_bootstrap: str, unique: str) -> None:
+    """After producing, consuming and auto-committing 5 records, the gauges agree with it."""
+    topic, group = f"metrics-{unique}", f"metrics-g-{unique}"
+    registry = CollectorRegistry()
+    engine = create_engine(backend=Aiokafka(bootstrap_servers=kafka_bootstrap))
+    PrometheusMonitor(registry).watch(engine)
+    handled: list[int] = []
+
+    @engine.stream(
+        topic,
+        group_id=group,
+        auto_offset_reset="earliest",
+        auto_commit_interval_ms=100,
+        **GROUP_TIMINGS,
+    )
+    async def count(cr: ConsumerRecord[bytes, bytes]) -> None:
+        handled.append(cr.offset)
+
+    labels = {"topic": topic, "partition": "0", "consumer_group": group}
+    await engine.start()
+    try:
+        for i in range(5):
+            await engine.send(topic, value=str(i).encode(), partition=0)
+        deadline = time.monotonic() + 30
+        while registry.get_sample_value("consumer_committed", labels) != 5:
+            assert time.monotonic() < deadline, f"not committed; handled {handled}"
+            await asyncio.sleep(0.05)
+        assert (
+            registry.get_sample_value("topic_partition_offsets", {"topic": topic, "partition": "0"})
+            == 4
+        )
+        assert registry.get_sample_value("consumer_position", labels) == 5
+        assert registry.get_sample_value("consumer_highwater", labels) == 5
+        assert registry.get_sample_value("consumer_lag", labels) == 0
+        assert registry.get_sample_value("position_lag", labels) == 0
+    finally:
+        await engine.stop()
+    assert handled == [0, 1, 2, 3, 4]
+    assert registry.get_sample_value("consumer_position", labels) is None
