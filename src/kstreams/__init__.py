@@ -2,6 +2,7 @@
 
 from kstreams import backends, exceptions
 from kstreams.consumer import StreamConsumer
+from kstreams.dead_letter import DeadLetterMiddleware
 from kstreams.engine import StreamEngine, create_engine
 from kstreams.middleware import BaseMiddleware, Middleware
 from kstreams.policies import StreamErrorPolicy
@@ -17,6 +18,7 @@ __all__ = [
     "BaseMiddleware",
     "BatchEvent",
     "ConsumerRecord",
+    "DeadLetterMiddleware",
     "Deserializer",
     "GetMany",
     "ManualCommitRebalanceListener",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from kstreams.exceptions import CommitFailedError
 from kstreams.records import TopicPartition
 
 if TYPE_CHECKING:
@@ -36,9 +37,27 @@ class RebalanceListener:
 
 
 class ManualCommitRebalanceListener(RebalanceListener):
-    """With ``enable_auto_commit=False``: commit what was handed out before partitions move,
-    so the next owner does not read it again."""
+    """With ``enable_auto_commit=False``: before partitions move (and when the stream
+    stops), commit what was handled of them, so the next owner does not read it again.
+
+    Only handled records are committed: a record still in hand when the
+    revoke's drain timed out, or one whose handler failed, is read again.
+    """
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
-        if self.stream is not None and self.stream.consumer is not None:
-            await self.stream.commit()
+        consumer = self.stream.consumer if self.stream is not None else None
+        if consumer is None:
+            return
+        committed = consumer.committed_offsets()
+        offsets = {
+            tp: offset
+            for tp, offset in consumer.handled_offsets().items()
+            if tp in revoked and committed.get(tp) != offset
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # Too late for this generation: the next owner reads them again.
+            logger.warning("commit before revoke failed, records will be redelivered: %s", exc)

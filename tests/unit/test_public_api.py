@@ -12,6 +12,7 @@ def test_all_is_pinned() -> None:
             "BaseMiddleware",
             "BatchEvent",
             "ConsumerRecord",
+            "DeadLetterMiddleware",
             "Deserializer",
             "GetMany",
             "ManualCommitRebalanceListener",
