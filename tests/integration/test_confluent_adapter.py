@@ -1,0 +1,599 @@
+"""The confluent backend's adapters on a real broker, port by port."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from kstreams.backends import confluent as adapter
+from kstreams.backends.confluent import ConfluentConsumer, ConfluentProducer
+from kstreams.exceptions import (
+    ConsumerStoppedError,
+    IllegalOperationError,
+    IllegalStateError,
+    KafkaConnectionError,
+    NoOffsetForPartitionError,
+    ProducerClosedError,
+    RecordTooLargeError,
+)
+from kstreams.ports import RawRecord
+from kstreams.records import CREATE_TIME, TopicPartition
+from tests.broker import free_port
+
+pytestmark = pytest.mark.integration
+
+GROUP_TIMINGS = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+
+
+def consumer(bootstrap: str, group_id: str | None, **options: Any) -> ConfluentConsumer:
+    options = {"auto_offset_reset": "earliest", **GROUP_TIMINGS, **options}
+    return ConfluentConsumer(group_id=group_id, bootstrap_servers=bootstrap, **options)
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[ConfluentProducer]:
+    producer = ConfluentProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def produce(producer: ConfluentProducer, topic: str, count: int, partition: int = 0) -> None:
+    pending = [
+        await producer.send(topic, f"v{n}".encode(), key=f"k{n}".encode(), partition=partition)
+        for n in range(count)
+    ]
+    await asyncio.gather(*pending)
+
+
+async def drain(
+    consumer: ConfluentConsumer, count: int, *, within_s: float = 20.0
+) -> list[RawRecord]:
+    """getmany until ``count`` records came; fail past the deadline."""
+    records: list[RawRecord] = []
+    deadline = time.monotonic() + within_s
+    while len(records) < count:
+        assert time.monotonic() < deadline, f"only {len(records)} of {count} records came"
+        batch = await consumer.getmany(timeout_ms=200)
+        records += [record for partition in sorted(batch) for record in batch[partition]]
+    return records
+
+
+async def until(condition: Callable[[], bool], *consumers: ConfluentConsumer) -> None:
+    """Drive the consumers' fetches (which serve rebalances) until ``condition``; bounded."""
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in 20 s"
+        await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
+
+
+class Listener:
+    """Records rebalances, and commits and reads positions inside them."""
+
+    def __init__(self) -> None:
+        self.consumer: ConfluentConsumer | None = None
+        self.events: list[tuple[str, frozenset[TopicPartition]]] = []
+        self.positions: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int | None] = {}
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        assert self.consumer is not None
+        positions = {tp: await self.consumer.position(tp) for tp in revoked}
+        await self.consumer.commit(positions)
+        self.positions.update(positions)
+        self.events.append(("revoked", revoked))
+
+    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        assert self.consumer is not None
+        for tp in assigned:
+            self.committed[tp] = await self.consumer.committed(tp)
+            await self.consumer.position(tp)
+        self.events.append(("assigned", assigned))
+
+
+async def test_round_trip_keeps_key_value_headers_and_timestamp(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A record comes back with its key, value, repeated headers and create timestamp."""
+    topic = f"round-trip-{unique}"
+    headers = [("trace", b"1"), ("trace", b"2"), ("kind", b"")]
+    delivered = await producer.send(
+        topic, b"value", key=b"key", partition=1, timestamp_ms=1_700_000_000_123, headers=headers
+    )
+    metadata = await delivered
+    assert (metadata.topic, metadata.partition, metadata.offset) == (topic, 1, 0)
+    assert (metadata.timestamp, metadata.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        (record,) = await drain(reader, 1)
+        assert (record.topic, record.partition, record.offset) == (topic, 1, 0)
+        assert (record.key, record.value, tuple(record.headers)) == (
+            b"key",
+            b"value",
+            tuple(headers),
+        )
+        assert (record.timestamp, record.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+        assert (record.serialized_key_size, record.serialized_value_size) == (3, 5)
+        assert reader.highwater(TopicPartition(topic, 1)) == 1
+    finally:
+        await reader.stop()
+
+
+async def test_commit_is_where_a_new_consumer_resumes(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """Offsets committed by one consumer are where the next one of the group starts."""
+    topic, group = f"resume-{unique}", f"g-{unique}"
+    tp = TopicPartition(topic, 0)
+    await produce(producer, topic, 5)
+    first = consumer(kafka_bootstrap, group)
+    first.subscribe([topic])
+    await first.start()
+    try:
+        assert [r.offset for r in await drain(first, 5)] == [0, 1, 2, 3, 4]
+        assert await first.committed(tp) is None
+        await first.commit({tp: 3})
+        assert await first.committed(tp) == 3
+    finally:
+        await first.stop()
+    second = consumer(kafka_bootstrap, group)
+    second.subscribe([topic])
+    await second.start()
+    try:
+        assert [r.offset for r in await drain(second, 2)] == [3, 4]
+        assert await second.position(tp) == 5
+    finally:
+        await second.stop()
+
+
+async def test_listener_commits_inside_revoke_without_deadlock(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A listener that commits and reads positions in a rebalance runs, and its commit is seen."""
+    topic, group = f"rebalance-{unique}", f"g-{unique}"
+    for partition in range(4):
+        await produce(producer, topic, 3, partition=partition)
+    listener = Listener()
+    first = consumer(kafka_bootstrap, group)
+    listener.consumer = first
+    first.subscribe([topic], listener=listener)
+    await first.start()
+    second = consumer(kafka_bootstrap, group)
+    second.subscribe([topic])
+    try:
+        await drain(first, 12)
+        assert [kind for kind, _ in listener.events] == ["assigned"]
+        everything = listener.events[0][1]
+        assert len(everything) == 4
+        assert all(offset is None for offset in listener.committed.values())
+        await second.start()
+        await until(lambda: bool(second.assignment()) and len(listener.events) >= 3, first, second)
+        assert [kind for kind, _ in listener.events][:3] == ["assigned", "revoked", "assigned"]
+        assert listener.events[1][1] == everything
+        assert listener.positions == {tp: 3 for tp in everything}
+        assert first.assignment() | second.assignment() == everything
+        assert not first.assignment() & second.assignment()
+        for tp in second.assignment():
+            assert await second.committed(tp) == 3
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def test_seek_moves_the_position(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """seek makes the offset the next record returned, and position reports it."""
+    topic = f"seek-{unique}"
+    tp = TopicPartition(topic, 0)
+    await produce(producer, topic, 6)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        await drain(reader, 6)
+        assert await reader.position(tp) == 6
+        reader.seek(tp, 2)
+        assert await reader.position(tp) == 2
+        assert [r.offset for r in await drain(reader, 4)] == [2, 3, 4, 5]
+        await reader.seek_to_beginning(tp)
+        assert await reader.position(tp) == 0
+        assert (await drain(reader, 1))[0].offset == 0
+        assert await reader.beginning_offsets([tp]) == {tp: 0}
+        with pytest.raises(IllegalStateError):
+            reader.seek(TopicPartition(topic, 99), 0)
+    finally:
+        await reader.stop()
+
+
+async def test_seek_inside_on_assigned_takes_effect(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A seek made by the listener right after assignment is where fetching starts."""
+    topic = f"seek-assign-{unique}"
+    tp = TopicPartition(topic, 2)
+    await produce(producer, topic, 5, partition=2)
+
+    class SeekOnAssign:
+        async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+            pass
+
+        async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+            reader.seek(tp, 3)
+
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic], listener=SeekOnAssign())
+    await reader.start()
+    try:
+        assert [r.offset for r in await drain(reader, 2)] == [3, 4]
+    finally:
+        await reader.stop()
+
+
+async def test_paused_partition_returns_nothing_until_resumed(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A paused partition yields no records; after resume the next one is at the position."""
+    topic = f"pause-{unique}"
+    tp = TopicPartition(topic, 0)
+    await produce(producer, topic, 10)
+    reader = consumer(kafka_bootstrap, f"g-{unique}", max_poll_records=3)
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        assert [r.offset for r in await drain(reader, 3)] == [0, 1, 2]
+        reader.pause(tp)
+        assert reader.paused() == {tp}
+        assert await reader.getmany(timeout_ms=500) == {}
+        reader.resume(tp)
+        assert reader.paused() == frozenset()
+        assert [r.offset for r in await drain(reader, 7)] == [3, 4, 5, 6, 7, 8, 9]
+    finally:
+        await reader.stop()
+
+
+async def test_no_group_assigns_every_partition_and_cannot_commit(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """Without a group_id all partitions are assigned at start, and commits are refused."""
+    topic = f"nogroup-{unique}"
+    await produce(producer, topic, 2, partition=3)
+    reader = consumer(kafka_bootstrap, None)
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        assert reader.assignment() == {TopicPartition(topic, p) for p in range(4)}
+        assert [r.offset for r in await drain(reader, 2)] == [0, 1]
+        with pytest.raises(IllegalOperationError):
+            await reader.commit({TopicPartition(topic, 3): 2})
+        with pytest.raises(IllegalOperationError):
+            await reader.committed(TopicPartition(topic, 3))
+    finally:
+        await reader.stop()
+
+
+async def test_reset_none_without_commit_raises(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """auto_offset_reset='none' and no commit: getmany raises NoOffsetForPartitionError."""
+    topic = f"reset-none-{unique}"
+    await produce(producer, topic, 1)
+    reader = consumer(kafka_bootstrap, f"g-{unique}", auto_offset_reset="none")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        with pytest.raises(NoOffsetForPartitionError):
+            await drain(reader, 1)
+    finally:
+        await reader.stop()
+
+
+async def test_every_call_after_stop_raises(kafka_bootstrap: str, unique: str) -> None:
+    """After stop every consumer and producer call raises the stopped error; stop is idempotent."""
+    topic = f"stopped-{unique}"
+    tp = TopicPartition(topic, 0)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    await reader.stop()
+    await reader.stop()
+    for call in (
+        lambda: reader.getmany(timeout_ms=0),
+        lambda: reader.commit({tp: 1}),
+        lambda: reader.committed(tp),
+        lambda: reader.position(tp),
+        lambda: reader.seek_to_beginning(),
+        lambda: reader.seek_to_end(),
+        lambda: reader.beginning_offsets([tp]),
+        lambda: reader.end_offsets([tp]),
+        reader.start,
+    ):
+        with pytest.raises(ConsumerStoppedError):
+            await call()
+    for sync_call in (
+        lambda: reader.seek(tp, 0),
+        lambda: reader.pause(tp),
+        lambda: reader.resume(tp),
+        reader.assignment,
+        reader.paused,
+        lambda: reader.highwater(tp),
+    ):
+        with pytest.raises(ConsumerStoppedError):
+            sync_call()
+    writer = ConfluentProducer(bootstrap_servers=kafka_bootstrap)
+    await writer.start()
+    await writer.stop()
+    await writer.stop()
+    for producer_call in (
+        lambda: writer.send(topic, b"v"),
+        writer.flush,
+        lambda: writer.partitions_for(topic),
+        writer.start,
+    ):
+        with pytest.raises(ProducerClosedError):
+            await producer_call()
+
+
+async def test_unreachable_broker_fails_start_quickly(unique: str) -> None:
+    """start() raises KafkaConnectionError once request_timeout_ms passes with no broker."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    reader = ConfluentConsumer(
+        group_id=f"g-{unique}", bootstrap_servers=nowhere, request_timeout_ms=1000
+    )
+    reader.subscribe([f"t-{unique}"])
+    began = time.monotonic()
+    with pytest.raises(KafkaConnectionError):
+        await reader.start()
+    writer = ConfluentProducer(bootstrap_servers=nowhere, request_timeout_ms=1000)
+    with pytest.raises(KafkaConnectionError):
+        await writer.start()
+    assert time.monotonic() - began < 5
+    with pytest.raises(ConsumerStoppedError):
+        await reader.getmany(timeout_ms=0)
+
+
+async def test_full_producer_queue_waits_instead_of_failing(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """With a one-message local queue, send waits for the previous delivery and none fail."""
+    topic = f"backpressure-{unique}"
+    writer = ConfluentProducer(
+        bootstrap_servers=kafka_bootstrap, extra_config={"queue.buffering.max.messages": 1}
+    )
+    await writer.start()
+    try:
+        pending = [await writer.send(topic, b"warm-up", partition=0)]
+        for n in range(20):
+            sent = await writer.send(topic, f"v{n}".encode(), partition=0)
+            # Room in a one-message queue means the one before was delivered.
+            assert pending[-1].done()
+            pending.append(sent)
+        offsets = [metadata.offset for metadata in await asyncio.gather(*pending)]
+        assert offsets == list(range(21))
+    finally:
+        await writer.stop()
+
+
+async def test_oversized_record_is_rejected(kafka_bootstrap: str, unique: str) -> None:
+    """A record above max_request_size raises RecordTooLargeError."""
+    writer = ConfluentProducer(bootstrap_servers=kafka_bootstrap, max_request_size=1000)
+    await writer.start()
+    try:
+        with pytest.raises(RecordTooLargeError):
+            await writer.send(f"big-{unique}", b"x" * 5000)
+    finally:
+        await writer.stop()
+
+
+async def test_keyed_records_land_where_aiokafka_puts_them(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A keyed record without a partition lands where aiokafka's murmur2 partitioner puts it."""
+    topic = f"keys-{unique}"
+    partitions = sorted(await producer.partitions_for(topic))
+    assert len(partitions) == 4
+    for number in range(40):
+        key = f"user-{number}".encode()
+        metadata = await (await producer.send(topic, b"v", key=key))
+        assert metadata.partition == DefaultPartitioner()(key, partitions, partitions)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="Tansu answers ListOffsets 'latest' wrongly (end_offsets, seek_to_end)"
+)
+async def test_end_offsets_and_seek_to_end(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """end_offsets is the next offset to be written; seek_to_end moves the position there."""
+    topic = f"end-{unique}"
+    tp = TopicPartition(topic, 0)
+    await produce(producer, topic, 4)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        await drain(reader, 1)
+        assert await reader.end_offsets([tp]) == {tp: 4}
+        await reader.seek_to_end(tp)
+        assert await reader.position(tp) == 4
+    finally:
+        await reader.stop()
+
+
+class Recording:
+    """A thin proxy around the real Consumer that notes the thread of every call."""
+
+    def __init__(self, real: Any, calls: list[tuple[str, int]]) -> None:
+        self._real = real
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._real, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls.append((name, threading.get_ident()))
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+async def test_one_worker_thread_makes_every_consumer_call(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every librdkafka consumer call, callbacks and close included, runs on one non-loop thread."""
+    calls: dict[int, list[tuple[str, int]]] = {}
+    real_consumer = adapter.Consumer
+
+    def recording_consumer(*args: Any, **kwargs: Any) -> Recording:
+        recorded = calls.setdefault(len(calls), [])
+        return Recording(real_consumer(*args, **kwargs), recorded)
+
+    monkeypatch.setattr(adapter, "Consumer", recording_consumer)
+    topic, group = f"threads-{unique}", f"g-{unique}"
+    tp = TopicPartition(topic, 0)
+    await produce(producer, topic, 4)
+    listener = Listener()
+    first = consumer(kafka_bootstrap, group)
+    listener.consumer = first
+    first.subscribe([topic], listener=listener)
+    await first.start()
+    second = consumer(kafka_bootstrap, group)
+    second.subscribe([topic])
+    try:
+        await drain(first, 4)
+        await first.commit({tp: 4})
+        assert await first.committed(tp) == 4
+        first.pause(tp)
+        first.resume(tp)
+        first.seek(tp, 1)
+        assert await first.position(tp) == 1
+        await first.beginning_offsets([tp])
+        await second.start()
+        await until(lambda: any(kind == "revoked" for kind, _ in listener.events), first, second)
+        await until(lambda: bool(second.assignment()), first, second)
+    finally:
+        await second.stop()
+        await first.stop()
+    loop_thread = threading.get_ident()
+    assert len(calls) == 2
+    for recorded in calls.values():
+        threads = {thread for _name, thread in recorded}
+        assert len(threads) == 1
+        assert loop_thread not in threads
+    assert calls[0][0][1] != calls[1][0][1]
+    names = {name for name, _thread in calls[0]}
+    assert {
+        "list_topics",
+        "subscribe",
+        "consume",
+        "assign",
+        "unassign",
+        "commit",
+        "committed",
+        "pause",
+        "resume",
+        "seek",
+        "get_watermark_offsets",
+        "close",
+    } <= names
+
+
+async def test_pattern_subscription_reads_matching_topics(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A pattern subscription reads every topic the regex matches from its start."""
+    await produce(producer, f"pattern-{unique}-a", 1)
+    await produce(producer, f"pattern-{unique}-b", 1)
+    await produce(producer, f"other-{unique}", 1)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe(pattern=f"pattern-{unique}-.*")
+    await reader.start()
+    try:
+        records = await drain(reader, 2)
+        assert sorted(r.topic for r in records) == [f"pattern-{unique}-a", f"pattern-{unique}-b"]
+        assert await reader.getmany(timeout_ms=300) == {}
+    finally:
+        await reader.stop()
+
+
+async def test_stop_ends_a_waiting_getmany(kafka_bootstrap: str, unique: str) -> None:
+    """stop() does not wait for a long getmany to time out: the getmany returns empty."""
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([f"idle-{unique}"])
+    await reader.start()
+    waiting = asyncio.create_task(reader.getmany(timeout_ms=30_000))
+    await asyncio.sleep(0.3)  # let the fetch start waiting on the worker
+    began = time.monotonic()
+    await reader.stop()
+    assert await waiting == {}
+    assert time.monotonic() - began < 2
+
+
+async def test_a_stuck_listener_does_not_stall_the_rebalance_forever(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener that never returns is abandoned after half of max_poll_interval_ms, and logged."""
+    topic = f"stuck-{unique}"
+    await produce(producer, topic, 2)
+    never = asyncio.Event()
+
+    class Stuck:
+        async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+            pass
+
+        async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+            await never.wait()
+
+    reader = consumer(kafka_bootstrap, f"g-{unique}", max_poll_interval_ms=2000)
+    reader.subscribe([topic], listener=Stuck())
+    await reader.start()
+    try:
+        began = time.monotonic()
+        assert [r.offset for r in await drain(reader, 2)] == [0, 1]
+        assert time.monotonic() - began >= 1.0
+        assert "on_partitions_assigned did not return within 1.0 s" in caplog.text
+    finally:
+        await reader.stop()
+
+
+async def test_a_hanging_close_is_bounded(
+    kafka_bootstrap: str,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If librdkafka's close() hangs, stop() gives up after the bound, logs, and still stops."""
+    release = threading.Event()
+    real_consumer = adapter.Consumer
+
+    class HangingClose(Recording):
+        def close(self) -> None:
+            release.wait(10)
+            self._real.close()
+
+    monkeypatch.setattr(adapter, "CLOSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(
+        adapter, "Consumer", lambda *a, **k: HangingClose(real_consumer(*a, **k), [])
+    )
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([f"hang-{unique}"])
+    await reader.start()
+    began = time.monotonic()
+    try:
+        await reader.stop()
+        assert 0.5 <= time.monotonic() - began < 2
+        assert "did not return within" in caplog.text
+        with pytest.raises(ConsumerStoppedError):
+            await reader.getmany(timeout_ms=0)
+    finally:
+        release.set()
