@@ -1,0 +1,368 @@
+"""Error policies on the memory backend: what stops, what restarts, and what is never committed."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kstreams.streams
+from kstreams import (
+    ConsumerRecord,
+    RebalanceListener,
+    StreamErrorPolicy,
+    TopicPartition,
+    create_engine,
+)
+from kstreams.backends import Memory
+from kstreams.backends.memory import MemoryCluster
+from kstreams.exceptions import DeserializationError
+from tests.recording import RecordingBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def filled(topic: str, count: int) -> MemoryCluster:
+    cluster = MemoryCluster()
+    for i in range(count):
+        cluster.append(topic, b"%d" % i)
+    return cluster
+
+
+@pytest.fixture
+def fast_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restart back-off of 10 ms doubling to at most 80 ms."""
+    monkeypatch.setattr(kstreams.streams, "_RESTART_BACKOFF_S", (0.01, 0.08))
+
+
+class Attempts:
+    """Counts handler attempts per offset and lets a test wait for a total."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self._changed = asyncio.Event()
+
+    def add(self, offset: int) -> None:
+        self.offsets.append(offset)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Any, within: float = 5) -> None:
+        async def reached() -> None:
+            while not predicate(self.offsets):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(reached(), within)
+
+
+async def test_stop_stops_only_the_failing_stream() -> None:
+    """STOP: the failing stream stops with its error kept; another stream of the engine goes on."""
+    cluster = filled("bad", 3)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    failed = asyncio.Event()
+    healthy: list[bytes] = []
+    got_healthy = asyncio.Event()
+
+    @engine.stream("bad", group_id="g", auto_offset_reset="earliest")
+    async def fragile(cr: ConsumerRecord[bytes, bytes]) -> None:
+        if cr.offset == 1:
+            failed.set()
+            raise ValueError("boom")
+
+    @engine.stream("good", group_id="g2")
+    async def sturdy(cr: ConsumerRecord[bytes, bytes]) -> None:
+        healthy.append(cr.value)
+        got_healthy.set()
+
+    await engine.start()
+    await asyncio.wait_for(failed.wait(), 5)
+    await engine.send("good", value=b"still here")
+    await asyncio.wait_for(got_healthy.wait(), 5)
+    assert not fragile.running
+    assert sturdy.running
+    assert engine.started
+    await engine.stop()
+    assert fragile.error_policy is StreamErrorPolicy.STOP
+    assert isinstance(fragile.error, ValueError)
+    assert healthy == [b"still here"]
+    assert cluster.committed("g", TopicPartition("bad", 0)) == 1
+
+
+async def test_restart_resumes_from_the_last_committed_offset(fast_restarts: None) -> None:
+    """RESTART: a new consumer starts at the committed offset, so the failed record is read
+    again and the records handled before it are not."""
+    cluster = filled("t", 5)
+    backend = RecordingBackend(Memory(cluster=cluster))
+    engine = create_engine(backend=backend)
+    attempts = Attempts()
+
+    @engine.stream(
+        "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
+    )
+    async def flaky(cr: ConsumerRecord[bytes, bytes]) -> None:
+        attempts.add(cr.offset)
+        if cr.offset == 2 and attempts.offsets.count(2) == 1:
+            raise ConnectionError("database away")
+
+    await engine.start()
+    await attempts.wait_for(lambda offsets: 4 in offsets)
+    await engine.stop()
+    assert attempts.offsets == [0, 1, 2, 2, 3, 4]
+    assert len(backend.consumers) == 2
+    assert isinstance(flaky.error, ConnectionError)
+    assert cluster.committed("g", TopicPartition("t", 0)) == 5
+
+
+async def test_restart_backs_off_exponentially_and_starts_over_after_a_success() -> None:
+    """A record failing again and again restarts after 0.1, 0.2, 0.4 s...; once a record is
+    handled the next failure waits 0.1 s again."""
+    cluster = filled("t", 4)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    attempts = Attempts()
+
+    @engine.stream(
+        "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
+    )
+    async def flaky(cr: ConsumerRecord[bytes, bytes]) -> None:
+        attempts.add(cr.offset)
+        if cr.offset == 1 and attempts.offsets.count(1) <= 3:
+            raise TimeoutError("slow dependency")
+        if cr.offset == 3 and attempts.offsets.count(3) == 1:
+            raise TimeoutError("slow again")
+
+    delays: list[float] = []
+    real_wait = flaky.wait_for_stop
+
+    async def recording_wait(timeout_s: float) -> bool:
+        delays.append(timeout_s)
+        return await real_wait(0)
+
+    flaky.wait_for_stop = recording_wait  # type: ignore[method-assign]
+    await engine.start()
+    await attempts.wait_for(lambda offsets: offsets.count(3) == 2)
+    await engine.stop()
+    assert attempts.offsets == [0, 1, 1, 1, 1, 2, 3, 3]
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.1])
+
+
+async def test_a_poison_record_under_restart_never_commits_and_stop_is_prompt() -> None:
+    """A record that always fails is retried with growing pauses, is never committed, and
+    stop() does not wait for the back-off to run out."""
+    cluster = filled("t", 3)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    attempts = Attempts()
+
+    @engine.stream(
+        "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
+    )
+    async def poisoned(cr: ConsumerRecord[bytes, bytes]) -> None:
+        attempts.add(cr.offset)
+        if cr.offset == 1:
+            raise ValueError("poison")
+
+    await engine.start()
+    await attempts.wait_for(lambda offsets: offsets.count(1) == 3)  # 0.1 + 0.2 s of back-off
+    await asyncio.wait_for(engine.stop(), 0.3)  # the next back-off is 0.4 s
+    assert 2 not in attempts.offsets
+    assert cluster.committed("g", TopicPartition("t", 0)) == 1
+
+
+async def test_stop_engine_stops_every_stream_and_the_producer() -> None:
+    """STOP_ENGINE: one stream failing stops the whole engine; its record is not committed."""
+    cluster = filled("t", 3)
+    stopped = asyncio.Event()
+    engine = create_engine(backend=Memory(cluster=cluster), after_stop=[stopped.set])
+
+    @engine.stream(
+        "t",
+        group_id="g",
+        auto_offset_reset="earliest",
+        error_policy=StreamErrorPolicy.STOP_ENGINE,
+    )
+    async def fatal(cr: ConsumerRecord[bytes, bytes]) -> None:
+        if cr.offset == 1:
+            raise RuntimeError("corrupt state")
+
+    @engine.stream("other", group_id="g2")
+    async def bystander(cr: ConsumerRecord[bytes, bytes]) -> None: ...
+
+    await engine.start()
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert not engine.started
+    assert not engine.producer.started
+    assert not fatal.running
+    assert not bystander.running
+    assert isinstance(fatal.error, RuntimeError)
+    assert cluster.committed("g", TopicPartition("t", 0)) == 1
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [StreamErrorPolicy.STOP, StreamErrorPolicy.RESTART, StreamErrorPolicy.STOP_ENGINE],
+)
+async def test_the_failing_record_is_never_committed(
+    policy: StreamErrorPolicy, fast_restarts: None
+) -> None:
+    """Whatever the policy, the group's offset stays at the failing record."""
+    cluster = filled("t", 4)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    attempts = Attempts()
+
+    @engine.stream(
+        "t", group_id="g", auto_offset_reset="earliest", error_policy=policy, name="poisoned"
+    )
+    async def poisoned(cr: ConsumerRecord[bytes, bytes]) -> None:
+        attempts.add(cr.offset)
+        if cr.offset == 2:
+            raise ValueError("poison")
+
+    await engine.start()
+    expected_failures = 3 if policy is StreamErrorPolicy.RESTART else 1
+    await attempts.wait_for(lambda offsets: offsets.count(2) == expected_failures)
+    await engine.stop()
+    assert 3 not in attempts.offsets
+    assert cluster.committed("g", TopicPartition("t", 0)) == 2
+
+
+class FailingDecoder:
+    """Decodes UTF-8 text; ``failures`` times for a value b"bad", then lets it through."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def deserialize(
+        self, consumer_record: ConsumerRecord[Any, Any], **kwargs: Any
+    ) -> ConsumerRecord[Any, Any]:
+        if consumer_record.value == b"bad" and self.failures:
+            self.failures -= 1
+            raise UnicodeDecodeError("utf-8", b"bad", 0, 1, "not text")
+        return dataclasses.replace(consumer_record, value=consumer_record.value.decode())
+
+
+class ClosedListener(RebalanceListener):
+    def __init__(self) -> None:
+        super().__init__()
+        self.revoked = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        self.revoked.set()
+
+
+async def test_a_deserialization_failure_follows_the_stop_policy() -> None:
+    """A record that cannot be deserialized stops the stream with DeserializationError and
+    stays uncommitted."""
+    cluster = MemoryCluster()
+    for value in (b"a", b"bad", b"c"):
+        cluster.append("t", value)
+    engine = create_engine(backend=Memory(cluster=cluster), deserializer=FailingDecoder(99))
+    seen: list[str] = []
+    closed = ClosedListener()
+
+    @engine.stream("t", group_id="g", auto_offset_reset="earliest", rebalance_listener=closed)
+    async def text(cr: ConsumerRecord[bytes, str]) -> None:
+        seen.append(cr.value)
+
+    await engine.start()
+    await asyncio.wait_for(closed.revoked.wait(), 5)  # the stream closed its consumer
+    await engine.stop()
+    assert seen == ["a"]
+    assert isinstance(text.error, DeserializationError)
+    assert "t[0]@1" in str(text.error)
+    assert isinstance(text.error.__cause__, UnicodeDecodeError)
+    assert cluster.committed("g", TopicPartition("t", 0)) == 1
+
+
+async def test_a_deserialization_failure_follows_the_restart_policy(fast_restarts: None) -> None:
+    """Under RESTART a record that failed to deserialize is read again by the new consumer."""
+    cluster = MemoryCluster()
+    for value in (b"a", b"bad", b"c"):
+        cluster.append("t", value)
+    engine = create_engine(backend=Memory(cluster=cluster), deserializer=FailingDecoder(1))
+    attempts = Attempts()
+    values: list[str] = []
+
+    @engine.stream(
+        "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
+    )
+    async def text(cr: ConsumerRecord[bytes, str]) -> None:
+        values.append(cr.value)
+        attempts.add(cr.offset)
+
+    await engine.start()
+    await attempts.wait_for(lambda offsets: 2 in offsets)
+    await engine.stop()
+    assert values == ["a", "bad", "c"]
+    assert isinstance(text.error, DeserializationError)
+    assert cluster.committed("g", TopicPartition("t", 0)) == 3
+
+
+STOP_APPLICATION_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, signal, sys
+
+    from kstreams import ConsumerRecord, StreamErrorPolicy, TopicPartition, create_engine
+    from kstreams.backends import Memory
+    from kstreams.backends.memory import MemoryCluster
+
+    cluster = MemoryCluster()
+    for i in range(3):
+        cluster.append("t", b"%d" % i)
+    engine = create_engine(
+        backend=Memory(cluster=cluster), after_stop=[lambda: print("engine stopped", flush=True)]
+    )
+
+    @engine.stream(
+        "t", group_id="g", auto_offset_reset="earliest",
+        error_policy=StreamErrorPolicy.STOP_APPLICATION,
+    )
+    async def fatal(cr: ConsumerRecord) -> None:
+        if cr.offset == 1:
+            raise RuntimeError("fatal")
+
+    async def main() -> None:
+        terminated = asyncio.Event()
+        if sys.argv[1] == "handle":
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGTERM, lambda: (print("SIGTERM", flush=True), terminated.set())
+            )
+        await engine.start()
+        await asyncio.wait_for(terminated.wait(), 10)
+        print("committed", cluster.committed("g", TopicPartition("t", 0)), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["handle", "default"])
+def test_stop_application_stops_the_engine_then_terminates_the_process(
+    tmp_path: Path, mode: str
+) -> None:
+    """STOP_APPLICATION: the engine stops (committing what was handled, not the failing record),
+    then the process gets SIGTERM: handled by the app, or ending it by default."""
+    script = tmp_path / "app.py"
+    script.write_text(STOP_APPLICATION_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run(
+        [sys.executable, str(script), mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    if mode == "handle":
+        assert result.returncode == 0, result.stderr
+        assert lines == ["engine stopped", "SIGTERM", "committed 1"]
+    else:
+        assert result.returncode == -signal.SIGTERM, result.stderr
+        assert lines == ["engine stopped"]
