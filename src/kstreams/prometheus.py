@@ -42,8 +42,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+except ModuleNotFoundError as exc:
+    if exc.name != "prometheus_client":
+        raise
+    raise ModuleNotFoundError(
+        "kstreams.prometheus needs prometheus-client: pip install 'kstreams-hex[prometheus]'",
+        name=exc.name,
+    ) from exc
 
 from kstreams.engine import StreamEngine
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -167,3 +170,27 @@ async def test_close_unregisters() -> None:
     monitor.close()
     PrometheusMonitor(registry)
     assert b"# TYPE consumer_lag gauge" in generate_latest(registry)
+
+
+def test_missing_prometheus_client_names_the_extra() -> None:
+    """Without prometheus-client, importing kstreams.prometheus says which extra to install."""
+    code = textwrap.dedent(
+        """
+        import sys
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "prometheus_client":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Blocker())
+        import kstreams
+        try:
+            import kstreams.prometheus
+        except ModuleNotFoundError as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'kstreams-hex[prometheus]'" in result.stdout
