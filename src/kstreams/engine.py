@@ -137,7 +137,9 @@ class StreamEngine:
             stream.deserializer = self.deserializer
         self._streams[stream.name] = stream
         if self._started and not stream.is_generator:
-            self._in_background(stream.start(), f"kstreams-start-{stream.name}")
+            starting = stream.start_soon()
+            if starting is not None:
+                self._track(starting)
 
     def get_stream(self, name: str) -> Stream | None:
         return self._streams.get(name)
@@ -205,7 +207,9 @@ class StreamEngine:
         self._in_background(stop(), "kstreams-engine-stop")
 
     def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._track(asyncio.get_running_loop().create_task(work, name=name))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._background.add(task)
         task.add_done_callback(self._background_done)
 

@@ -192,11 +192,24 @@ class Stream:
                 raise StreamError(f"stream {self.name!r} failed to start")
             return
         self._starting = asyncio.get_running_loop().create_future()
+        await self._start_reserved()
+
+    def start_soon(self) -> asyncio.Task[None] | None:
+        """Start in a task, at once reserved: a ``start()`` or ``stop()`` called from now
+        on waits for it. None if the stream is running or starting already."""
+        if self.running or self._starting is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        self._starting = loop.create_future()
+        return loop.create_task(self._start_reserved(), name=f"kstreams-start-{self.name}")
+
+    async def _start_reserved(self) -> None:
         try:
             await self._start()
         finally:
             starting, self._starting = self._starting, None
-            starting.set_result(None)
+            if starting is not None:
+                starting.set_result(None)
 
     async def _start(self) -> None:
         self._stopping = False
