@@ -1,4 +1,4 @@
-"""DeadLetterMiddleware on the memory backend: retries, back-off, the dead-letter record, failures."""
+"""DeadLetterMiddleware on the memory backend: retries, back-off, the dead letter, failures."""
 
 from __future__ import annotations
 
