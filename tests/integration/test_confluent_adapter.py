@@ -597,3 +597,75 @@ async def test_a_hanging_close_is_bounded(
             await reader.getmany(timeout_ms=0)
     finally:
         release.set()
+
+
+async def test_records_of_a_cancelled_getmany_come_with_the_next(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records a cancelled getmany already took from librdkafka are returned by the next one."""
+    gate = threading.Event()
+    gate.set()
+    real_consumer = adapter.Consumer
+
+    class GatedConsume(Recording):
+        def consume(self, *args: Any, **kwargs: Any) -> Any:
+            gate.wait(10)
+            return self._real.consume(*args, **kwargs)
+
+    monkeypatch.setattr(
+        adapter, "Consumer", lambda *a, **k: GatedConsume(real_consumer(*a, **k), [])
+    )
+    topic = f"cancelled-{unique}"
+    await produce(producer, topic, 3)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        assert [r.offset for r in await drain(reader, 3)] == [0, 1, 2]
+        gate.clear()
+        waiting = asyncio.create_task(reader.getmany(timeout_ms=10_000))
+        await produce(producer, topic, 2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gate.set()
+        assert [r.offset for r in await drain(reader, 2)] == [3, 4]
+    finally:
+        gate.set()
+        await reader.stop()
+
+
+async def test_producer_applies_serializers_partitioner_and_flush(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """aiokafka-style serializers and a custom partitioner are applied; flush settles every send."""
+    topic = f"custom-{unique}"
+    seen: list[tuple[bytes | None, list[int], list[int]]] = []
+
+    def last_partition(key: bytes | None, every: list[int], available: list[int]) -> int:
+        seen.append((key, every, available))
+        return every[-1]
+
+    writer = ConfluentProducer(
+        bootstrap_servers=kafka_bootstrap,
+        key_serializer=lambda key: None if key is None else key.upper(),
+        value_serializer=lambda value: b"<" + (value or b"") + b">",
+        partitioner=last_partition,
+    )
+    await writer.start()
+    try:
+        pending = [await writer.send(topic, b"v%d" % n, key=b"k%d" % n) for n in range(5)]
+        await writer.flush()
+        assert all(sent.done() for sent in pending)
+        assert {(await sent).partition for sent in pending} == {3}
+        assert seen[0] == (b"K0", [0, 1, 2, 3], [0, 1, 2, 3])
+    finally:
+        await writer.stop()
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        records = await drain(reader, 5)
+        assert [(r.key, r.value) for r in records][:2] == [(b"K0", b"<v0>"), (b"K1", b"<v1>")]
+    finally:
+        await reader.stop()

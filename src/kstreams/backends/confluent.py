@@ -35,6 +35,7 @@ from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import TopicPartition as RdTopicPartition
 
 from kstreams.backends.confluent_config import (
+    MAX_BATCH_SIZE,
     ConsumerConfig,
     consumer_config,
     producer_config,
@@ -118,6 +119,23 @@ def _error_of(exc: KafkaException) -> RdKafkaError | None:
 def _translate_exception(exc: KafkaException) -> KafkaError:
     error = _error_of(exc)
     return translate(error) if error is not None else KafkaError(str(exc))
+
+
+def _guarded(fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn`` with the client's exceptions translated, for a worker job."""
+
+    def guarded() -> T:
+        try:
+            return fn()
+        except KafkaException as exc:
+            raise _translate_exception(exc) from exc
+        except RuntimeError as exc:
+            # confluent-kafka's "Consumer closed"
+            if "closed" not in str(exc):
+                raise
+            raise ConsumerStoppedError(str(exc)) from exc
+
+    return guarded
 
 
 def _rd(partition: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicPartition:
@@ -312,11 +330,11 @@ class ConfluentConsumer:
         self._worker = worker
         self._state = "started"
         try:
-            await asyncio.wrap_future(worker.submit(self._open, control=False))
+            await asyncio.wrap_future(worker.submit(_guarded(self._open), control=False))
         except BaseException:
             self._state = "stopped"
             self._stopped.set()
-            worker.submit(self._close_client, control=False)
+            worker.submit(_guarded(self._close_client), control=False)
             worker.close()
             raise
         if self._group_id is None and self._listener is not None:
@@ -335,7 +353,7 @@ class ConfluentConsumer:
         self._stopping.set()
         worker = cast(_Worker, self._worker)
         try:
-            closed = asyncio.wrap_future(worker.submit(self._close_client, control=False))
+            closed = asyncio.wrap_future(worker.submit(_guarded(self._close_client), control=False))
             worker.close()
             done, _ = await asyncio.wait({closed}, timeout=CLOSE_TIMEOUT_S)
             if not done:
@@ -357,9 +375,10 @@ class ConfluentConsumer:
         limit = self._config.batch_size if max_records is None else max_records
         if limit <= 0:
             raise ConfigError(f"max_records must be positive, got {max_records!r}")
-        fetched = worker.submit(
-            functools.partial(self._fetch, max(timeout_ms, 0) / 1000, limit), control=False
+        fetch = functools.partial(
+            self._fetch, max(timeout_ms, 0) / 1000, min(limit, MAX_BATCH_SIZE)
         )
+        fetched = worker.submit(_guarded(fetch), control=False)
         try:
             return await asyncio.wrap_future(fetched)
         except asyncio.CancelledError:
@@ -458,10 +477,10 @@ class ConfluentConsumer:
                 raise IllegalStateError(f"{partition} is not assigned to this consumer")
 
     async def _call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.wrap_future(self._running().submit(fn, control=True))
+        return await asyncio.wrap_future(self._running().submit(_guarded(fn), control=True))
 
     def _fire(self, worker: _Worker, fn: Callable[[], None]) -> None:
-        worker.submit(fn, control=True).add_done_callback(_log_failure)
+        worker.submit(_guarded(fn), control=True).add_done_callback(_log_failure)
 
     async def _call_listener(self, method: str, partitions: frozenset[TopicPartition]) -> None:
         try:
@@ -539,8 +558,6 @@ class ConfluentConsumer:
             return
         try:
             client.close()  # serves the final revoke callback, which needs the client
-        except KafkaException as exc:
-            raise _translate_exception(exc) from exc
         finally:
             self._client = None
 
@@ -640,9 +657,11 @@ class ConfluentConsumer:
         records = self._admit(records)
         client = self._consumer()
         for partition in {record.topic_partition for record in records}:
-            _low, high = client.get_watermark_offsets(_rd(partition), cached=True)
-            if high >= 0:
-                self._highwater[partition] = high
+            watermarks: tuple[int, int] | None = client.get_watermark_offsets(
+                _rd(partition), cached=True
+            )
+            if watermarks is not None and watermarks[1] >= 0:
+                self._highwater[partition] = watermarks[1]
         for record in records:
             self._positions[record.topic_partition] = record.offset + 1
         if error is not None:
@@ -682,24 +701,18 @@ class ConfluentConsumer:
         return None
 
     def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            result = self._consumer().commit(
-                offsets=[_rd(partition, offset) for partition, offset in offsets.items()],
-                asynchronous=False,
-            )
-        except KafkaException as exc:
-            raise _translate_exception(exc) from exc
+        result = self._consumer().commit(
+            offsets=[_rd(partition, offset) for partition, offset in offsets.items()],
+            asynchronous=False,
+        )
         for partition in result or ():
             if partition.error is not None:
                 raise translate(partition.error)
 
     def _committed_now(self, partition: TopicPartition) -> int | None:
-        try:
-            (result,) = self._consumer().committed(
-                [_rd(partition)], timeout=self._config.request_timeout_s
-            )
-        except KafkaException as exc:
-            raise _translate_exception(exc) from exc
+        (result,) = self._consumer().committed(
+            [_rd(partition)], timeout=self._config.request_timeout_s
+        )
         if result.error is not None:
             raise translate(result.error)
         return result.offset if result.offset >= 0 else None
@@ -762,12 +775,11 @@ class ConfluentConsumer:
         client = self._consumer()
         offsets: dict[TopicPartition, int] = {}
         for partition in partitions:
-            try:
-                watermarks = client.get_watermark_offsets(
-                    _rd(partition), timeout=self._config.request_timeout_s, cached=False
-                )
-            except KafkaException as exc:
-                raise _translate_exception(exc) from exc
+            watermarks: tuple[int, int] | None = client.get_watermark_offsets(
+                _rd(partition), timeout=self._config.request_timeout_s, cached=False
+            )
+            if watermarks is None:
+                raise KafkaTimeoutError(f"no watermarks for {partition} in time")
             offsets[partition] = watermarks[which]
         return offsets
 
@@ -776,13 +788,10 @@ class ConfluentConsumer:
         if not targets:
             return
         client = self._consumer()
-        try:
-            if pause:
-                client.pause(targets)
-            else:
-                client.resume(targets)
-        except KafkaException as exc:
-            raise _translate_exception(exc) from exc
+        if pause:
+            client.pause(targets)
+        else:
+            client.resume(targets)
 
 
 def _log_client_error(error: RdKafkaError) -> None:
