@@ -26,10 +26,12 @@ gauge                       value, per topic / partition (/ consumer_group)
 ``position_lag``            highwater - position
 ==========================  ====================================================
 
-The consumer gauges cover the partitions assigned to each running stream;
-``consumer_committed`` (and so ``consumer_lag``) appears once the stream
-has committed in its current assignment. Streams without a group have
-``consumer_group=""``.
+The consumer gauges cover the partitions assigned to each running stream.
+What a stream's consumer does not know locally (the committed offset and
+position of a partition just assigned, before its first commit or fetch)
+is asked of the broker in the background at a scrape and reported from the
+next one on. Streams without a group have ``consumer_group=""`` and no
+``consumer_committed``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,11 +56,16 @@ except ModuleNotFoundError as exc:
         name=exc.name,
     ) from exc
 
+from kstreams.consumer import StreamConsumer
 from kstreams.engine import StreamEngine
+from kstreams.records import TopicPartition
 
 __all__ = ["PrometheusMonitor"]
 
 logger = logging.getLogger("kstreams.prometheus")
+
+#: How often, at most, an offset a consumer does not know is asked of the broker.
+_ASK_EVERY_S = 1.0
 
 _PRODUCER_LABELS = ("topic", "partition")
 _CONSUMER_LABELS = ("topic", "partition", "consumer_group")
@@ -82,43 +90,14 @@ class _PartitionState:
     highwater: int | None
 
 
+#: (consumer, partition, "committed" or "position")
+_Key = tuple[StreamConsumer, TopicPartition, str]
+
+
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     produced: dict[tuple[str, int], int]
     partitions: list[_PartitionState]
-
-
-def _snapshot(engines: list[StreamEngine]) -> _Snapshot:
-    """Read the engines' state; runs on their event loop's thread."""
-    produced: dict[tuple[str, int], int] = {}
-    partitions: list[_PartitionState] = []
-    seen: set[tuple[str, int, str]] = set()
-    for engine in engines:
-        for key, offset in engine.producer.last_offsets.items():
-            produced[key] = max(offset, produced.get(key, offset))
-        for stream in engine.streams:
-            consumer = stream.consumer
-            if not stream.running or consumer is None or consumer.closed:
-                continue
-            group = stream.group_id or ""
-            committed = consumer.committed_offsets()
-            positions = consumer.positions()
-            for tp in sorted(consumer.assignment()):
-                labels = (tp.topic, tp.partition, group)
-                if labels in seen:
-                    continue
-                seen.add(labels)
-                partitions.append(
-                    _PartitionState(
-                        tp.topic,
-                        tp.partition,
-                        group,
-                        committed.get(tp),
-                        positions.get(tp),
-                        consumer.highwater(tp),
-                    )
-                )
-    return _Snapshot(produced, partitions)
 
 
 class PrometheusMonitor:
@@ -137,6 +116,13 @@ class PrometheusMonitor:
         self._engines: list[StreamEngine] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        # Offsets the consumers do not know locally (after a rebalance, before
+        # the first commit or fetch), asked for in the background; the last
+        # answer is reported until the consumer knows better.
+        self._asked: dict[_Key, int | None] = {}
+        self._asking: set[_Key] = set()
+        self._asked_at: dict[_Key, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.registry.register(self)
 
     def __repr__(self) -> str:
@@ -147,6 +133,8 @@ class PrometheusMonitor:
         if engine not in self._engines:
             self._engines.append(engine)
             engine.on_startup(self._remember_loop)
+            # Nothing may be asked of consumers that are closing.
+            engine.on_stop(self._cancel_asks)
             if engine.started:
                 self._remember_loop()
         return engine
@@ -160,6 +148,10 @@ class PrometheusMonitor:
         """Unregister from the registry."""
         self.registry.unregister(self)
 
+    def _cancel_asks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
     def _remember_loop(self) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -168,19 +160,97 @@ class PrometheusMonitor:
         self._loop = loop
         self._loop_thread = threading.get_ident()
 
+    def _snapshot(self, engines: list[StreamEngine]) -> _Snapshot:
+        """Read the engines' state; runs on their event loop's thread when it runs."""
+        produced: dict[tuple[str, int], int] = {}
+        partitions: list[_PartitionState] = []
+        seen: set[tuple[str, int, str]] = set()
+        live: set[_Key] = set()
+        for engine in engines:
+            for key, offset in engine.producer.last_offsets.items():
+                produced[key] = max(offset, produced.get(key, offset))
+            for stream in engine.streams:
+                consumer = stream.consumer
+                if not stream.running or consumer is None or consumer.closed:
+                    continue
+                group = stream.group_id or ""
+                committed = consumer.committed_offsets()
+                positions = consumer.positions()
+                for tp in sorted(consumer.assignment()):
+                    labels = (tp.topic, tp.partition, group)
+                    if labels in seen:
+                        continue
+                    seen.add(labels)
+                    state = _PartitionState(
+                        tp.topic,
+                        tp.partition,
+                        group,
+                        self._known(consumer, tp, "committed", committed, live, bool(group)),
+                        self._known(consumer, tp, "position", positions, live, True),
+                        consumer.highwater(tp),
+                    )
+                    partitions.append(state)
+        for gone in [key for key in self._asked_at if key not in live]:
+            self._asked.pop(gone, None)
+            del self._asked_at[gone]
+        return _Snapshot(produced, partitions)
+
+    def _known(
+        self,
+        consumer: StreamConsumer,
+        tp: TopicPartition,
+        what: str,
+        local: dict[TopicPartition, int],
+        live: set[_Key],
+        can_ask: bool,
+    ) -> int | None:
+        """The consumer's own value; else the last one asked for, asking again."""
+        if tp in local:
+            return local[tp]
+        if not can_ask:
+            return None
+        key = (consumer, tp, what)
+        live.add(key)
+        now = time.monotonic()
+        if key not in self._asking and now - self._asked_at.get(key, -_ASK_EVERY_S) >= _ASK_EVERY_S:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return self._asked.get(key)
+            self._asking.add(key)
+            self._asked_at[key] = now
+            task = loop.create_task(self._ask(key), name="kstreams-prometheus-ask")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return self._asked.get(key)
+
+    async def _ask(self, key: _Key) -> None:
+        consumer, tp, what = key
+        try:
+            if what == "committed":
+                value = await consumer.committed(tp)
+            else:
+                value = await consumer.position(tp)
+            self._asked[key] = value
+        except Exception as exc:
+            # The partition moved or the consumer closed meanwhile.
+            logger.debug("could not read the %s offset of %s: %r", what, tp, exc)
+        finally:
+            self._asking.discard(key)
+
     def _take_snapshot(self) -> _Snapshot:
         engines = list(self._engines)
         loop = self._loop
         if loop is None or self._loop_thread == threading.get_ident() or loop.is_closed():
-            return _snapshot(engines)
+            return self._snapshot(engines)
         if not loop.is_running():
             # Nothing runs on the engines' loop, so nothing changes under us.
-            return _snapshot(engines)
+            return self._snapshot(engines)
         future: concurrent.futures.Future[_Snapshot] = concurrent.futures.Future()
 
         def take() -> None:
             try:
-                future.set_result(_snapshot(engines))
+                future.set_result(self._snapshot(engines))
             except BaseException as exc:
                 future.set_exception(exc)
 

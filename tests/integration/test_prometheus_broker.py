@@ -20,7 +20,7 @@ GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval
 
 
 async def test_offsets_and_lags_on_a_real_broker(kafka_bootstrap: str, unique: str) -> None:
-    """After producing, consuming and auto-committing 5 records, the gauges agree with it."""
+    """Gauges agree with 5 records produced, consumed and committed, and after a restart."""
     topic, group = f"metrics-{unique}", f"metrics-g-{unique}"
     registry = CollectorRegistry()
     engine = create_engine(backend=Aiokafka(bootstrap_servers=kafka_bootstrap))
@@ -58,3 +58,21 @@ async def test_offsets_and_lags_on_a_real_broker(kafka_bootstrap: str, unique: s
         await engine.stop()
     assert handled == [0, 1, 2, 3, 4]
     assert registry.get_sample_value("consumer_position", labels) is None
+
+    # A new consumer of the group: nothing to fetch or commit, so the offsets
+    # are asked of the broker at a scrape and reported from the next one.
+    await engine.start()
+    try:
+        deadline = time.monotonic() + 30
+        while registry.get_sample_value("consumer_lag", labels) is None:
+            assert time.monotonic() < deadline, "no lag reported after the restart"
+            await asyncio.sleep(0.05)
+        assert registry.get_sample_value("consumer_committed", labels) == 5
+        assert registry.get_sample_value("consumer_lag", labels) == 0
+        deadline = time.monotonic() + 30
+        while registry.get_sample_value("consumer_position", labels) != 5:
+            assert time.monotonic() < deadline, "no position reported after the restart"
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.stop()
+    assert handled == [0, 1, 2, 3, 4]
