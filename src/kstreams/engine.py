@@ -90,7 +90,7 @@ class StreamEngine:
         get_many: GetMany | None = None,
         initial_offsets: Sequence[TopicPartitionOffset] | None = None,
         subscribe_by_pattern: bool = False,
-        deserializer: Deserializer | None = None,
+        deserializer: Deserializer | None = DEFAULT,
         max_buffered_records: int | None = None,
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Stream]:
@@ -99,6 +99,8 @@ class StreamEngine:
 
         ``max_buffered_records`` bounds how far fetching runs ahead of the
         handler (default: twice ``max_poll_records``, at least 1000).
+        ``deserializer`` defaults to the engine's; ``None`` hands the handler
+        the raw bytes.
         """
         # Check before the function is seen, so the error points at the decorator line.
         Stream._check_options(options)
@@ -115,7 +117,7 @@ class StreamEngine:
                 get_many=get_many,
                 initial_offsets=initial_offsets,
                 subscribe_by_pattern=subscribe_by_pattern,
-                deserializer=deserializer or self.deserializer,
+                deserializer=deserializer,
                 max_buffered_records=max_buffered_records,
                 **options,
             )
@@ -133,7 +135,7 @@ class StreamEngine:
                 "them apart"
             )
         stream.engine = self
-        if stream.deserializer is None:
+        if stream.inherits_deserializer:
             stream.deserializer = self.deserializer
         self._streams[stream.name] = stream
         if self._started and not stream.is_generator:

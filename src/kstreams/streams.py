@@ -22,6 +22,7 @@ from kstreams.injection import HandlerKind, HandlerSpec, bind, inspect_handler
 from kstreams.middleware import Middleware
 from kstreams.options import check_consumer_options
 from kstreams.policies import StreamErrorPolicy
+from kstreams.producer import DEFAULT
 from kstreams.rebalance import RebalanceListener
 from kstreams.records import ConsumerRecord, TopicPartition, TopicPartitionOffset
 from kstreams.serializers import Deserializer
@@ -58,7 +59,7 @@ class Stream:
         get_many: GetMany | None = None,
         initial_offsets: Sequence[TopicPartitionOffset] | None = None,
         subscribe_by_pattern: bool = False,
-        deserializer: Deserializer | None = None,
+        deserializer: Deserializer | None = DEFAULT,
         max_buffered_records: int | None = None,
         graceful_timeout_s: float = 30.0,
         **options: Any,
@@ -105,7 +106,10 @@ class Stream:
             get_many = GetMany()
         self.get_many = get_many
         self.initial_offsets = list(initial_offsets or ())
-        self.deserializer = deserializer
+        #: True until an engine gives the stream its deserializer (``deserializer``
+        #: omitted); ``None`` means raw bytes.
+        self.inherits_deserializer = deserializer is DEFAULT
+        self.deserializer: Deserializer | None = None if deserializer is DEFAULT else deserializer
         self.max_buffered_records = max_buffered_records
         self.graceful_timeout_s = graceful_timeout_s
 

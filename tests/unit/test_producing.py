@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import pytest
 
-from kstreams import DEFAULT, BatchEvent, create_engine
+from kstreams import DEFAULT, BatchEvent, ConsumerRecord, Stream, create_engine
 from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
 from kstreams.exceptions import ConfigError, RecordTooLargeError
@@ -263,3 +264,41 @@ async def test_send_many_failing_midway_still_delivers_what_was_enqueued() -> No
         await engine.send_many("partial", events)
     await engine.stop()
     assert [r.value for r in cluster.records(TopicPartition("partial", 0))] == [b"ok-0", b"ok-1"]
+
+
+async def test_streams_use_the_engine_deserializer_unless_given_none_for_raw_bytes() -> None:
+    """A stream inherits the engine's deserializer; deserializer=None reads the raw bytes."""
+
+    class Decode:
+        async def deserialize(
+            self, consumer_record: ConsumerRecord[Any, Any], **kwargs: Any
+        ) -> ConsumerRecord[Any, Any]:
+            return dataclasses.replace(consumer_record, value=json.loads(consumer_record.value))
+
+    cluster = MemoryCluster()
+    cluster.append("j", b'{"a": 1}')
+    engine = create_engine(backend=Memory(cluster=cluster), deserializer=Decode())
+    got: dict[str, Any] = {}
+    done = asyncio.Event()
+
+    async def remember(name: str, cr: ConsumerRecord[Any, Any]) -> None:
+        got[name] = cr.value
+        if len(got) == 3:
+            done.set()
+
+    @engine.stream("j", group_id="decoded", auto_offset_reset="earliest")
+    async def decoded(cr: ConsumerRecord[bytes, Any]) -> None:
+        await remember("decoded", cr)
+
+    @engine.stream("j", group_id="raw", auto_offset_reset="earliest", deserializer=None)
+    async def raw(cr: ConsumerRecord[bytes, bytes]) -> None:
+        await remember("raw", cr)
+
+    async def added(cr: ConsumerRecord[bytes, Any]) -> None:
+        await remember("added", cr)
+
+    engine.add_stream(Stream("j", func=added, group_id="added", auto_offset_reset="earliest"))
+    await engine.start()
+    await asyncio.wait_for(done.wait(), 5)
+    await engine.stop()
+    assert got == {"decoded": {"a": 1}, "raw": b'{"a": 1}', "added": {"a": 1}}
