@@ -188,3 +188,17 @@ async def test_serve_exits_1_when_a_stream_stops_the_engine() -> None:
 
     assert await serve(engine, graceful_timeout_s=5) == 1
     assert not engine.started
+
+
+async def test_serve_exits_1_when_the_engine_fails_to_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A startup failure is logged and ends serve() with status 1."""
+
+    def refuse() -> None:
+        raise RuntimeError("no database")
+
+    engine = create_engine(backend="memory", on_startup=[refuse])
+    assert await serve(engine, graceful_timeout_s=5) == 1
+    assert "failed to start" in caplog.text
+    assert not engine.started
