@@ -28,7 +28,9 @@ from tests.broker import free_port
 
 pytestmark = pytest.mark.integration
 
-GROUP_TIMINGS = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+# Short group timings (a join on Tansu takes about half the session timeout), and
+# short fetch long-polls so seeks and offset queries are not queued behind them.
+GROUP_TIMINGS = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 100}
 
 
 def consumer(bootstrap: str, group_id: str | None, **options: Any) -> ConfluentConsumer:
