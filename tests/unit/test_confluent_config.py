@@ -719,4 +719,4 @@ def test_producer_config_is_frozen() -> None:
     config = producer_config(options={}, extra_config={})
     assert isinstance(config, ProducerConfig)
     with pytest.raises(AttributeError):
-        config.acks = "all"  # type: ignore[misc]
+        config.transactional = True  # type: ignore[misc]

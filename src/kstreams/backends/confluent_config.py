@@ -18,8 +18,9 @@ import itertools
 import json
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kstreams.exceptions import ConfigError
@@ -55,7 +56,6 @@ _EAGER_ASSIGNORS = ("range", "roundrobin")
 _COMPRESSION_TYPES = ("gzip", "snappy", "lz4", "zstd")
 _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 _PRODUCER_IDS = itertools.count(1)
-_NO_GROUP_IDS = itertools.count(1)
 
 
 def no_equivalent(name: str, value: Any, why: str) -> ConfigError:
@@ -107,8 +107,6 @@ class ProducerConfig:
     key_serializer: Callable[[Any], bytes | None] | None = None
     value_serializer: Callable[[Any], bytes | None] | None = None
     token_provider: Any = None
-    #: librdkafka's acks, to tell whether delivery reports carry an offset.
-    acks: str = field(default="1")
 
     def client_properties(self, *, loop: asyncio.AbstractEventLoop | None = None) -> dict[str, Any]:
         properties = dict(self.properties)
@@ -175,8 +173,8 @@ def consumer_config(
         "bootstrap.servers": _bootstrap(options.get("bootstrap_servers")),
         "client.id": opt("client_id", f"aiokafka-{importlib.metadata.version('aiokafka')}"),
         # librdkafka cannot consume without a group id; a consumer without
-        # one gets a private group it never commits to.
-        "group.id": group_id if group_id is not None else f"kstreams-nogroup-{next(_NO_GROUP_IDS)}",
+        # one gets a private group it never joins nor commits to.
+        "group.id": group_id if group_id is not None else f"kstreams-nogroup-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "fetch.wait.max.ms": opt("fetch_max_wait_ms", 500),
@@ -294,7 +292,6 @@ def producer_config(
         key_serializer=options.get("key_serializer"),
         value_serializer=options.get("value_serializer"),
         token_provider=token_provider,
-        acks=acks,
     )
 
 
