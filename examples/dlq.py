@@ -91,9 +91,7 @@ async def main() -> None:
     finally:
         await engine.stop()
     committed = cluster.committed("billing", TopicPartition("orders", 0))
-    print(
-        f"billed orders {billed}; {len(dead_letters)} dead letter; orders committed to {committed}"
-    )
+    print(f"billed {billed}; {len(dead_letters)} dead letter; 'orders' committed to {committed}")
 
 
 if __name__ == "__main__":
