@@ -22,6 +22,7 @@ from kstreams import (
     TopicPartitionOffset,
 )
 from kstreams.dead_letter import EXCEPTION_HEADER, MESSAGE_HEADER, OFFSET_HEADER, TOPIC_HEADER
+from kstreams.exceptions import KafkaError
 from tests.conformance.conftest import Collector, Harness
 from tests.conformance.test_conformance import first_offset_seen, produce
 
@@ -73,6 +74,32 @@ async def test_producer_options_reach_the_client(
     await engine.send(topic, value=b"x" * 1000, key=b"k")
     (record,) = await collector.wait_for(1)
     assert (record.key, record.value) == (b"k", b"x" * 1000)
+
+
+async def test_an_idempotent_producer_round_trip(
+    harness: Harness, unique: str, collector: Collector, request: pytest.FixtureRequest
+) -> None:
+    """enable_idempotence=True reaches the client, which produces records that read back."""
+    if harness.name == "aiokafka" and not harness.external:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=KafkaError,
+                reason="Tansu fails aiokafka's InitProducerId request (UnknownError)",
+            )
+        )
+    topic = f"idem-{unique}"
+    await harness.create_topic(topic, 1)
+    engine = harness.engine(producer_options={"enable_idempotence": True, "acks": "all"})
+
+    @engine.stream(topic, group_id=f"g-{unique}", **harness.options())
+    async def handle(cr: ConsumerRecord[bytes, bytes]) -> None:
+        collector.add(cr)
+
+    await engine.start()
+    await engine.send(topic, value=b"once")
+    (record,) = await collector.wait_for(1)
+    assert record.value == b"once"
 
 
 async def test_get_many_commits_the_batches_handled_and_none_of_the_failing_one(
