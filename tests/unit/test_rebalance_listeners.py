@@ -183,3 +183,36 @@ async def test_initial_offsets_seek_once_on_first_assignment_and_warn_when_not_a
     await engine.stop()
     assert handled.records[6:] == [(0, 5)]
     assert len(handled.records) == 7
+
+
+async def test_manual_commit_listener_never_commits_the_record_that_failed() -> None:
+    """When a failing stream closes, the listener commits what was handled before the failure,
+    not the failed record (committing 'everything handed out' would lose it)."""
+    cluster = MemoryCluster()
+    for i in range(3):
+        cluster.append("t", b"%d" % i)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    closed = asyncio.Event()
+
+    class Closing(ManualCommitRebalanceListener):
+        async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+            await super().on_partitions_revoked(revoked)
+            if revoked:
+                closed.set()
+
+    @engine.stream(
+        "t",
+        group_id="g",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        rebalance_listener=Closing(),
+    )
+    async def handle(cr: ConsumerRecord[bytes, bytes]) -> None:
+        if cr.offset == 1:
+            raise ValueError("fails")
+
+    await engine.start()
+    await asyncio.wait_for(closed.wait(), 5)
+    await engine.stop()
+    assert isinstance(handle.error, ValueError)
+    assert cluster.committed("g", TopicPartition("t", 0)) == 1
