@@ -296,7 +296,9 @@ def create_engine(
 ) -> StreamEngine:
     """An engine on ``backend``: an instance, a name, or ``$KSTREAMS_BACKEND`` (default aiokafka).
 
-    ``producer_options`` are AIOKafkaProducer keyword arguments.
+    ``producer_options`` are AIOKafkaProducer keyword arguments; its
+    ``key_serializer``/``value_serializer`` are applied by kstreams, never by the
+    client (see :mod:`kstreams.producer`).
     """
     options = dict(producer_options or {})
     check_producer_options(options)
