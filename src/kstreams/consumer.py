@@ -76,6 +76,7 @@ class StreamConsumer:
         max_poll_records: int | None = None,
         max_buffered_records: int | None = None,
         revoke_drain_timeout_s: float = 5.0,
+        pause_after_s: float = 0.5,
         listener: RebalanceCallbacks | None = None,
     ) -> None:
         self._port = port
@@ -85,6 +86,8 @@ class StreamConsumer:
         self._max_records = max_poll_records or _DEFAULT_MAX_POLL_RECORDS
         self._max_buffered = max_buffered_records or max(2 * self._max_records, 1000)
         self._drain_timeout_s = revoke_drain_timeout_s
+        self._pause_after_s = pause_after_s
+        self._room = asyncio.Event()
         self._listener = listener
 
         self._chunks: deque[_Chunk] = deque()
@@ -185,8 +188,11 @@ class StreamConsumer:
                             self._fetched_to[tp] = records[-1].offset + 1
                     self._data.set()
                     if self._buffered >= self._max_buffered and not self._flow_paused:
-                        self._flow_paused = set(assigned - self._user_paused)
-                        port.pause(*self._flow_paused)
+                        await self._wait_for_room_or_pause()
+                    else:
+                        # Let the handler drain before fetching again: the client
+                        # prefetches on its own, a greedy loop here only fills the buffer.
+                        await asyncio.sleep(0)
                 if (
                     self._auto_commit
                     and time.monotonic() - self._last_commit >= self._commit_interval_s
@@ -198,6 +204,20 @@ class StreamConsumer:
             # Handed to the consumer side, which raises it from getone/getmany.
             self._fetch_error = exc
             self._data.set()
+
+    async def _wait_for_room_or_pause(self) -> None:
+        """The buffer is full: wait a little for the handler, then pause everything.
+
+        Pausing is the last resort because clients drop what they prefetched
+        for a paused partition (aiokafka does) and fetch it again on resume.
+        """
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), self._pause_after_s)
+        except TimeoutError:
+            self._flow_paused = set(self._port.assignment() - self._user_paused)
+            if self._flow_paused:
+                self._port.pause(*self._flow_paused)
 
     async def _apply_pending(self, batch: dict[TopicPartition, list[RawRecord]]) -> None:
         pending, self._pending = self._pending, []
@@ -227,7 +247,10 @@ class StreamConsumer:
         return first
 
     def _maybe_resume_flow(self) -> None:
-        if self._flow_paused and self._buffered <= self._max_buffered // 2:
+        if self._buffered > self._max_buffered // 2:
+            return
+        self._room.set()
+        if self._flow_paused:
             assigned = self._port.assignment()
             resume = (self._flow_paused - self._user_paused) & assigned
             self._flow_paused = set()

@@ -170,6 +170,8 @@ class Stream:
             max_poll_records=self.options.get("max_poll_records"),
             max_buffered_records=self.max_buffered_records,
             revoke_drain_timeout_s=self._drain_timeout_s(),
+            # Well inside the poll interval: the fetch loop is what keeps polling.
+            pause_after_s=min(0.5, self.options.get("max_poll_interval_ms", 300_000) / 4000),
             listener=_StreamListener(self),
         )
         if self.subscribe_by_pattern:
