@@ -16,6 +16,7 @@ from kstreams.consumer import StreamConsumer
 from kstreams.exceptions import (
     ConsumerStoppedError,
     DeserializationError,
+    IllegalStateError,
     StreamError,
 )
 from kstreams.injection import HandlerKind, HandlerSpec, bind, inspect_handler
@@ -220,6 +221,7 @@ class Stream:
     async def _start(self) -> None:
         self._stopping = False
         self._stop_event = asyncio.Event()
+        self._assigned = asyncio.Event()
         self.error = None
         self._restarts = 0
         if self.rebalance_listener is not None:
@@ -288,6 +290,30 @@ class Stream:
         except TimeoutError:
             return self._stopping
         return True
+
+    async def wait_until_assigned(self) -> frozenset[TopicPartition]:
+        """Wait until the group gave this stream partitions and their positions are known.
+
+        ``start()`` returns once the consumer has joined the cluster; the group
+        assigns partitions a moment later. A record produced before that, to a
+        stream with ``auto_offset_reset="latest"``, is not this stream's to read.
+        """
+        if not self.running:
+            raise StreamError(f"stream {self.name!r} is not started")
+        while True:
+            await self._assigned.wait()
+            consumer = self.consumer
+            assert consumer is not None  # running streams have one
+            assignment = consumer.assignment()
+            try:
+                for tp in assignment:
+                    await consumer.position(tp)
+            except IllegalStateError:
+                # Revoked while asking; the revoke callback is on its way to
+                # clear the event: let it run, then wait for the next assignment.
+                await asyncio.sleep(0)
+                continue
+            return assignment
 
     # -- iteration -----------------------------------------------------------
 
@@ -542,6 +568,7 @@ class _StreamListener:
         self.stream = stream
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        self.stream._assigned.clear()
         listener = self.stream.rebalance_listener
         if listener is not None:
             await listener.on_partitions_revoked(revoked)
@@ -561,6 +588,8 @@ class _StreamListener:
                         stream.name,
                         tp,
                     )
+        if assigned:
+            stream._assigned.set()
         listener = stream.rebalance_listener
         if listener is not None:
             await listener.on_partitions_assigned(assigned)

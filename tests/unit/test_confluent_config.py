@@ -627,6 +627,7 @@ def test_defaults_that_differ_are_explicit() -> None:
             "enable.auto.offset.store",
             "fetch.queue.backoff.ms",
             "connections.max.idle.ms",
+            "allow.auto.create.topics",
         )
     } == {
         "session.timeout.ms": 10000,
@@ -638,6 +639,7 @@ def test_defaults_that_differ_are_explicit() -> None:
         "enable.auto.offset.store": False,
         "fetch.queue.backoff.ms": 10,
         "connections.max.idle.ms": 540000,
+        "allow.auto.create.topics": True,
     }
     producer = producer_config(options={}, extra_config={}).properties
     assert (producer["acks"], producer["linger.ms"], producer["partitioner"]) == (

@@ -182,6 +182,9 @@ def consumer_config(
         "fetch.min.bytes": opt("fetch_min_bytes", 1),
         "max.partition.fetch.bytes": opt("max_partition_fetch_bytes", 1048576),
         "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
+        # aiokafka's metadata requests let the broker auto-create a subscribed
+        # topic; librdkafka's consumer asks it not to unless told.
+        "allow.auto.create.topics": True,
         "socket.timeout.ms": request_timeout_ms,
         "auto.offset.reset": _AUTO_OFFSET_RESET[reset],
         "check.crcs": bool(opt("check_crcs", True)),
