@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
@@ -81,57 +80,24 @@ def _from_client_tps(tps: Iterable[Any]) -> frozenset[TopicPartition]:
 # object.__setattr__, which costs twice as much as the slot descriptors do, so
 # records are built from the descriptors. Checked here, so that a change to
 # ConsumerRecord's fields fails at import instead of building wrong records.
-_RECORD_FIELDS = (
-    "topic",
-    "partition",
-    "offset",
-    "timestamp",
-    "timestamp_type",
-    "key",
-    "value",
-    "checksum",
-    "serialized_key_size",
-    "serialized_value_size",
-    "headers",
-)
-if tuple(field.name for field in dataclasses.fields(ConsumerRecord)) != _RECORD_FIELDS:
-    raise RuntimeError("kstreams.records.ConsumerRecord changed: update the aiokafka adapter")
-_SLOT_SETTERS = tuple(ConsumerRecord.__dict__[name].__set__ for name in _RECORD_FIELDS)
-
-
 def _convert_records(topic: str, partition: int, records: list[Any]) -> list[RawRecord]:
-    new = object.__new__
-    cls = ConsumerRecord
-    (
-        set_topic,
-        set_partition,
-        set_offset,
-        set_timestamp,
-        set_timestamp_type,
-        set_key,
-        set_value,
-        set_checksum,
-        set_key_size,
-        set_value_size,
-        set_headers,
-    ) = _SLOT_SETTERS
-    converted: list[RawRecord] = []
-    append = converted.append
-    for r in records:
-        record = new(cls)
-        set_topic(record, topic)
-        set_partition(record, partition)
-        set_offset(record, r.offset)
-        set_timestamp(record, r.timestamp)
-        set_timestamp_type(record, r.timestamp_type)
-        set_key(record, r.key)
-        set_value(record, r.value)
-        set_checksum(record, r.checksum)
-        set_key_size(record, r.serialized_key_size)
-        set_value_size(record, r.serialized_value_size)
-        set_headers(record, r.headers)  # already a tuple of (str, bytes) pairs
-        append(record)
-    return converted
+    make = ConsumerRecord
+    return [
+        make(
+            topic,
+            partition,
+            r.offset,
+            r.timestamp,
+            r.timestamp_type,
+            r.key,
+            r.value,
+            r.checksum,
+            r.serialized_key_size,
+            r.serialized_value_size,
+            r.headers,  # already a tuple of (str, bytes) pairs
+        )
+        for r in records
+    ]
 
 
 async def _close_shielded(client: Any) -> None:

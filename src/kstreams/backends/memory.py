@@ -16,7 +16,6 @@ import random
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import fields
 from typing import Any, Final
 
 from kstreams.backends.murmur2 import partition_for_key
@@ -66,53 +65,7 @@ _now = time.time
 _random = random.random
 
 
-def _build_record_factory() -> Callable[..., RawRecord]:
-    """The fastest way to build a ``ConsumerRecord``, which the produce path does once per record.
-
-    A frozen dataclass ``__init__`` goes through ``object.__setattr__`` per
-    field (about 1.5 us for eleven fields); writing the slots directly does
-    the same work in half the time. Falls back to the constructor whenever
-    the class is not the plain slotted dataclass this relies on.
-    """
-    names = [f.name for f in fields(ConsumerRecord)]
-    slots = getattr(ConsumerRecord, "__slots__", ())
-    if tuple(slots) != tuple(names) or hasattr(ConsumerRecord, "__post_init__"):
-        return ConsumerRecord
-    setters = [ConsumerRecord.__dict__[name].__set__ for name in names]
-    (s_topic, s_part, s_off, s_ts, s_tst, s_key, s_val, s_crc, s_ksz, s_vsz, s_hdr) = setters
-    new = object.__new__
-
-    def make(
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: int,
-        timestamp_type: int,
-        key: bytes | None,
-        value: bytes | None,
-        checksum: int | None,
-        serialized_key_size: int,
-        serialized_value_size: int,
-        headers: Headers,
-    ) -> RawRecord:
-        record: RawRecord = new(ConsumerRecord)
-        s_topic(record, topic)
-        s_part(record, partition)
-        s_off(record, offset)
-        s_ts(record, timestamp)
-        s_tst(record, timestamp_type)
-        s_key(record, key)
-        s_val(record, value)
-        s_crc(record, checksum)
-        s_ksz(record, serialized_key_size)
-        s_vsz(record, serialized_value_size)
-        s_hdr(record, headers)
-        return record
-
-    return make
-
-
-_make_record = _build_record_factory()
+_make_record = ConsumerRecord
 
 
 def _varint_size(value: int) -> int:
