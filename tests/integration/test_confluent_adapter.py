@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from kstreams.backends import confluent as adapter
@@ -236,6 +237,39 @@ async def test_seek_inside_on_assigned_takes_effect(
     await reader.start()
     try:
         assert [r.offset for r in await drain(reader, 2)] == [3, 4]
+    finally:
+        await reader.stop()
+
+
+async def create_topics(bootstrap: str, *topics: str) -> None:
+    """Single-partition topics, made before anyone subscribes to them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1) for topic in topics])
+    finally:
+        await admin.close()
+
+
+async def test_positions_read_right_after_assignment_hold_on_every_partition(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """Positions resolved ("latest") right after assignment are where every partition is read."""
+    topics = tuple(f"pos-{name}-{unique}" for name in "abcd")
+    await create_topics(kafka_bootstrap, *topics)
+    everything = {TopicPartition(topic, 0) for topic in topics}
+    reader = consumer(kafka_bootstrap, f"g-{unique}", auto_offset_reset="latest")
+    reader.subscribe(topics)
+    await reader.start()
+    try:
+        await until(lambda: reader.assignment() == everything, reader)
+        assert {tp: await reader.position(tp) for tp in sorted(everything)} == {
+            tp: 0 for tp in everything
+        }
+        for topic in topics:
+            await produce(producer, topic, 1)
+        records = await drain(reader, len(topics), within_s=5)
+        assert {(r.topic_partition, r.offset) for r in records} == {(tp, 0) for tp in everything}
     finally:
         await reader.stop()
 

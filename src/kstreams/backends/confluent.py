@@ -548,7 +548,14 @@ class ConfluentConsumer:
             for topic in topics
             for partition in metadata.topics[topic].partitions
         )
-        client.assign([_rd(partition) for partition in sorted(assignment)])
+        starts = self._start_offsets(assignment)
+        client.assign(
+            [
+                _rd(partition, starts.get(partition, OFFSET_INVALID))
+                for partition in sorted(assignment)
+            ]
+        )
+        self._positions.update(starts)
         self._assignment = assignment
 
     def _close_client(self) -> None:
@@ -572,7 +579,14 @@ class ConfluentConsumer:
         assigned = frozenset(TopicPartition(p.topic, p.partition) for p in partitions)
         self._positions.clear()
         self._undelivered = []
-        self._consumer().assign(partitions)
+        starts = self._start_offsets(assigned)
+        self._consumer().assign(
+            [
+                _rd(partition, starts.get(partition, OFFSET_INVALID))
+                for partition in sorted(assigned)
+            ]
+        )
+        self._positions.update(starts)
         self._assignment = assigned
         self._paused = frozenset()
         self._run_listener("on_partitions_assigned", assigned)
@@ -716,6 +730,35 @@ class ConfluentConsumer:
         if result.error is not None:
             raise translate(result.error)
         return result.offset if result.offset >= 0 else None
+
+    def _start_offsets(self, partitions: frozenset[TopicPartition]) -> dict[TopicPartition, int]:
+        # Every partition starts at an offset resolved here, never at one
+        # librdkafka looks up itself: a seek made while its auto.offset.reset
+        # ListOffsets is in flight is undone when the (outdated) reply comes
+        # back, as librdkafka then re-arms the lookup, which half a second
+        # later moves the partition to the log's end (or start) of that moment:
+        # a pinned position() is lost and the records in between are skipped.
+        starts: dict[TopicPartition, int] = {}
+        if not partitions:
+            return starts
+        ordered = sorted(partitions)
+        try:
+            if self._group_id is not None:
+                committed = self._consumer().committed(
+                    [_rd(partition) for partition in ordered],
+                    timeout=self._config.request_timeout_s,
+                )
+                for result in committed:
+                    if result.error is None and result.offset >= 0:
+                        starts[TopicPartition(result.topic, result.partition)] = result.offset
+            reset = self._config.auto_offset_reset
+            if reset != "none":
+                missing = [partition for partition in ordered if partition not in starts]
+                starts.update(self._watermarks(missing, 0 if reset == "earliest" else 1))
+        except (KafkaException, KafkaError) as exc:
+            # librdkafka resolves the partitions left out itself.
+            log.warning("start offsets of %s not resolved: %s", ordered, exc)
+        return starts
 
     def _position_now(self, partition: TopicPartition) -> int:
         if partition not in self._assignment:
