@@ -1,0 +1,300 @@
+"""The tables ``run.py`` prints and writes to ``RESULTS.md``, from its JSON report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SECTIONS = {
+    "consume": "Consuming (first record to N-th; group join excluded)",
+    "memory": "Memory backend",
+    "produce": "Producing",
+}
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _span(summary: dict[str, Any]) -> str:
+    if not summary:
+        return "-"
+    low, high = summary["min"], summary["max"]
+    return f"{low:,.0f}-{high:,.0f}" if low != high else f"{low:,.0f}"
+
+
+def _rows(report: dict[str, Any], section: str) -> list[list[str]]:
+    rows = []
+    for name, entry in report["cases"].items():
+        if entry["section"] != section:
+            continue
+        rate = entry["rate"]
+        ratio = entry.get("ratio")
+        join = entry["join_s"].get("median") if entry["join_s"] else None
+        records = _records(report, name, entry)
+        errors = f" ({len(entry['errors'])} failed)" if entry["errors"] else ""
+        rows.append(
+            [
+                entry["label"] + errors,
+                f"`{name}`",
+                records,
+                _rate(rate.get("median")),
+                _span(rate),
+                "1.00 (base)"
+                if not entry["baseline"] and section != "memory"
+                else (f"{ratio:.2f}" if ratio is not None else "-"),
+                f"{join:.2f}" if join else "-",
+            ]
+        )
+    return rows
+
+
+def _records(report: dict[str, Any], name: str, entry: dict[str, Any]) -> str:
+    runs = [run for run in entry["runs"] if "records" in run]
+    return f"{runs[0]['records']:,}" if runs else "-"
+
+
+HEADER = ["case", "id", "records", "records/s (median)", "min-max", "x raw", "join s"]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * width for width in widths))
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return lines
+
+
+def _lag_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, entry in report["cases"].items():
+        if entry["section"] != "lag":
+            continue
+        samples = [run["lag"].get("samples", 0) for run in entry["runs"] if "lag" in run]
+        cells = [entry["label"], f"`{name}`", _rate(entry["rate"].get("median"))]
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            summary = entry.get(key) or {}
+            cells.append(
+                f"{summary['median']:.2f} ({summary['min']:.2f}-{summary['max']:.2f})"
+                if summary
+                else "-"
+            )
+        idle = entry.get("idle_p99_ms") or {}
+        cells.append(f"{idle['median']:.2f}" if idle else "-")
+        cells.append(", ".join(str(s) for s in samples))
+        rows.append(cells)
+    return rows
+
+
+LAG_HEADER = [
+    "case",
+    "id",
+    "records/s",
+    "lag p50 ms",
+    "lag p99 ms",
+    "lag max ms",
+    "idle p99 ms",
+    "ticks per rep",
+]
+
+
+def _rss_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, entry in report["cases"].items():
+        if entry["section"] != "rss":
+            continue
+        for run in entry["runs"]:
+            if "error" in run:
+                rows.append([entry["label"], f"`{name}`", "ERROR: " + run["error"][:80]])
+                continue
+            curve = run["rss_kb"]
+            step = max(1, len(curve) // 8)
+            shown = " ".join(f"{kb / 1024:.0f}" for kb in curve[::step])
+            rows.append(
+                [
+                    entry["label"],
+                    f"`{name}`",
+                    f"{run['handler_us']:.0f}",
+                    f"{run['rate']:,.0f}",
+                    f"{run['seconds']:.0f}",
+                    f"{run['q1_kb'] / 1024:.1f}",
+                    f"{run['q4_kb'] / 1024:.1f}",
+                    f"{run['growth_pct']:+.1f}%",
+                    f"{run.get('vmhwm_q1_kb', 0) / 1024:.1f} -> {run['vmhwm_kb'] / 1024:.1f}",
+                    str(run.get("buffered_at_end")),
+                    shown,
+                ]
+            )
+    return rows
+
+
+RSS_HEADER = [
+    "case",
+    "id",
+    "handler us/rec",
+    "handled rec/s",
+    "s",
+    "RSS Q1 MiB",
+    "RSS Q4 MiB",
+    "Q1->Q4",
+    "peak MiB at Q1 -> end",
+    "buffered at end",
+    "RSS curve MiB (sampled)",
+]
+
+
+def _target_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for target in report["targets"]:
+        value = target["value"]
+        unit = target.get("unit", "")
+        if value is None:
+            shown, margin = "-", "-"
+        elif unit == "rec/s":
+            shown = f"{value:,.0f} rec/s"
+        elif unit == "x":
+            shown = f"{value:.2f}x"
+        else:
+            shown = f"{value:.2f} {unit}"
+        if value is not None:
+            margin = f"{target['margin_pct']:+.0f}%"
+        rows.append([target["target"], shown, target["verdict"], margin])
+    return rows
+
+
+TARGET_HEADER = ["target", "measured", "verdict", "margin vs bound"]
+
+
+def _profile_lines(report: dict[str, Any], md: bool) -> list[str]:
+    lines: list[str] = []
+    for name, entry in report["cases"].items():
+        if entry["section"] != "profile":
+            continue
+        for run in entry["runs"]:
+            if "error" in run:
+                lines.append(f"{name}: ERROR {run['error'][:200]}")
+                continue
+            if "costs_us" in run:
+                title = "Per-record cost of pieces of the path (no broker, no profiler, best of 5)"
+                lines += [f"#### {title}", ""] if md else [title]
+                rows = [
+                    [piece, f"{cost:.3f}" if isinstance(cost, float) else cost]
+                    for piece, cost in run["costs_us"].items()
+                ]
+                header = ["piece", "us/record"]
+                lines += _md_table(header, rows) if md else _text_table(header, rows)
+                lines.append("")
+            for part in ("main", "worker", "poller"):
+                if part not in run:
+                    continue
+                title = f"{entry['label']} ({name}), {part} thread, under cProfile: "
+                title += f"{run['rate']:,.0f} rec/s"
+                lines.append(f"#### {title}" if md else title)
+                if md:
+                    lines.append("")
+                header = ["function", "calls/rec", "own us/rec", "cum us/rec"]
+                rows = [
+                    [
+                        f"`{row['function']}`" if md else row["function"],
+                        f"{row['calls_per_record']:.3f}",
+                        f"{row['tottime_us_per_record']:.3f}",
+                        f"{row['cumtime_us_per_record']:.3f}",
+                    ]
+                    for row in run[part]
+                ]
+                lines += _md_table(header, rows) if md else _text_table(header, rows)
+                lines.append("")
+    return lines
+
+
+def text_table(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for section, title in SECTIONS.items():
+        rows = _rows(report, section)
+        if rows:
+            lines += [title, *_text_table(HEADER, rows), ""]
+    lag = _lag_rows(report)
+    if lag:
+        lines += ["Event-loop lag (1 ms ticker)", *_text_table(LAG_HEADER, lag), ""]
+    rss = _rss_rows(report)
+    if rss:
+        lines += ["Memory under a slow handler", *_text_table(RSS_HEADER, rss), ""]
+    lines += _profile_lines(report, md=False)
+    lines += ["Targets", *_text_table(TARGET_HEADER, _target_rows(report))]
+    return "\n".join(lines)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, p, load = report["machine"], report["params"], report["load"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python3 dev.py bench` (`benchmarks/run.py`); see `benchmarks/README.md`",
+        "for what each case measures. Rerun with `python3 dev.py bench` or `nox -s bench`.",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}; {m['platform']}",
+        f"- Python {m['python']}, aiokafka {m['aiokafka']}, confluent-kafka "
+        f"{m['confluent_kafka']} (librdkafka {m['librdkafka']}), kstreams {m['kstreams_commit']}",
+        f"- broker: Tansu on loopback, memory storage; {p['records']:,} records of "
+        f"{p['value_size']} B over {p['partitions']} partitions; {p['reps']} repetitions per "
+        "case, each in a fresh process",
+        f"- 1-minute load average: {load['before']:.2f} at the start, {load['after']:.2f} "
+        f"at the end (the run's own broker and clients included); total {report['total_s']:.0f} s",
+        f"- producing: {p['produce_records']:,} records per batched case, "
+        f"{p['send_each_records']:,} for `send` awaited one by one, gather chunks of "
+        f"{p['chunk']:,}",
+        "",
+        "## Targets",
+        "",
+        *_md_table(TARGET_HEADER, _target_rows(report)),
+        "",
+    ]
+    for section, title in SECTIONS.items():
+        rows = _rows(report, section)
+        if rows:
+            lines += [f"## {title}", "", *_md_table(HEADER, rows), ""]
+    lag = _lag_rows(report)
+    if lag:
+        lines += [
+            "## Event-loop lag",
+            "",
+            "How late a coroutine sleeping 1 ms wakes up, while the stream consumes at full "
+            "speed (median of the repetitions, min-max in brackets). *idle* is the same ticker "
+            "before the first record.",
+            "",
+            *_md_table(LAG_HEADER, lag),
+            "",
+        ]
+    rss = _rss_rows(report)
+    if rss:
+        lines += [
+            "## Memory under a slow handler",
+            "",
+            f"The handler costs {p['slowdown']:.0f}x the stream's full-speed time per record "
+            f"(or more, so the records last {p['rss_seconds']:.0f} s); RSS sampled every second "
+            "from the first record. Q1/Q4: mean RSS of the first and last quarter of samples.",
+            "",
+            *_md_table(RSS_HEADER, rss),
+            "",
+        ]
+    profile = _profile_lines(report, md=True)
+    if profile:
+        lines += [
+            "## Where the time goes (cProfile, first record to N-th)",
+            "",
+            "Per record: calls, own time and cumulative time in microseconds, under the "
+            "profiler (which slows Python calls down several times; compare rows, not "
+            "absolute numbers).",
+            "",
+            *profile,
+        ]
+    return "\n".join(lines).rstrip() + "\n"

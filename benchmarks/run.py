@@ -1,0 +1,495 @@
+"""Throughput and overhead of kstreams against the raw clients, in one run.
+
+    python3 dev.py bench               # the default run (about 6 minutes on 2 cores)
+    python3 dev.py bench --quick       # a smoke run: 20,000 records, 1 repetition
+    python3 dev.py bench --cases raw_aiokafka,ks_aiokafka --reps 5
+
+Starts Tansu as the integration tier does (or uses ``$KSTREAMS_TEST_BOOTSTRAP``),
+pre-loads the records, then runs every case in a fresh process, repetitions
+interleaved (rep 1 of every case, then rep 2...) so that a drift in the
+machine's speed hits every case alike. See ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CASES_PY = HERE / "cases.py"
+RESULTS_DIR = HERE / "results"
+RESULTS_MD = HERE / "RESULTS.md"
+PARTITIONS = 3
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    label: str
+    section: str
+    #: The case of the same run this one's rate is divided by.
+    baseline: str | None = None
+
+
+CASES = [
+    Case("raw_aiokafka", "raw aiokafka getmany(500) loop", "consume"),
+    Case("port_aiokafka", "aiokafka adapter alone, port getmany loop", "consume", "raw_aiokafka"),
+    Case("ks_aiokafka", "kstreams aiokafka, typed no-op handler", "consume", "raw_aiokafka"),
+    Case("ks_aiokafka_batch", "kstreams aiokafka, batch handler", "consume", "raw_aiokafka"),
+    Case("raw_confluent", "raw confluent consume(500) thread", "consume"),
+    Case(
+        "port_confluent", "confluent adapter alone, port getmany loop", "consume", "raw_confluent"
+    ),
+    Case("ks_confluent", "kstreams confluent, typed no-op handler", "consume", "raw_confluent"),
+    Case("ks_confluent_batch", "kstreams confluent, batch handler", "consume", "raw_confluent"),
+    Case("memory_consume", "kstreams memory, consume only (typed no-op)", "memory"),
+    Case("memory_end_to_end", "kstreams memory, send N + handle N", "memory"),
+    Case("raw_send_aiokafka", "raw aiokafka send() + gather", "produce"),
+    Case(
+        "send_each_aiokafka",
+        "kstreams aiokafka, engine.send awaited one by one",
+        "produce",
+        "raw_send_aiokafka",
+    ),
+    Case(
+        "send_concurrent_aiokafka",
+        "kstreams aiokafka, engine.send, gather chunks",
+        "produce",
+        "raw_send_aiokafka",
+    ),
+    Case(
+        "send_many_aiokafka", "kstreams aiokafka, engine.send_many", "produce", "raw_send_aiokafka"
+    ),
+    Case("raw_send_confluent", "raw confluent produce() + flush", "produce"),
+    Case(
+        "send_each_confluent",
+        "kstreams confluent, engine.send awaited one by one",
+        "produce",
+        "raw_send_confluent",
+    ),
+    Case(
+        "send_concurrent_confluent",
+        "kstreams confluent, engine.send, gather chunks",
+        "produce",
+        "raw_send_confluent",
+    ),
+    Case(
+        "send_many_confluent",
+        "kstreams confluent, engine.send_many",
+        "produce",
+        "raw_send_confluent",
+    ),
+    Case("lag_confluent", "event-loop lag, confluent at full speed", "lag", "raw_confluent"),
+    Case("lag_aiokafka", "event-loop lag, aiokafka at full speed", "lag", "raw_aiokafka"),
+]
+RSS_CASES = [
+    Case("rss_aiokafka", "aiokafka, slow handler", "rss"),
+    Case("rss_confluent", "confluent, slow handler", "rss"),
+]
+PROFILE_CASES = [
+    Case("micro", "per-record pieces, no broker", "profile"),
+    Case("profile_aiokafka", "aiokafka typed no-op", "profile"),
+    Case("profile_confluent", "confluent typed no-op", "profile"),
+    Case("profile_send_many_aiokafka", "aiokafka engine.send_many", "profile"),
+    Case("profile_send_many_confluent", "confluent engine.send_many", "profile"),
+]
+BY_NAME = {case.name: case for case in [*CASES, *RSS_CASES, *PROFILE_CASES]}
+#: The full-speed case whose rate the slow handler of an RSS case is set from.
+RSS_REFERENCE = {"rss_aiokafka": "ks_aiokafka", "rss_confluent": "ks_confluent"}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, help="records pre-loaded (default 200,000)")
+    parser.add_argument("--value-size", type=int, default=100, help="bytes per record")
+    parser.add_argument("--reps", type=int, help="repetitions per case (default 3)")
+    parser.add_argument("--quick", action="store_true", help="20,000 records, 1 repetition")
+    parser.add_argument(
+        "--produce-records", type=int, help="records per batched send case (default N/2)"
+    )
+    parser.add_argument(
+        "--send-each-records", type=int, help="records for send awaited one by one (N/40)"
+    )
+    parser.add_argument("--chunk", type=int, default=1000, help="sends gathered at once")
+    parser.add_argument("--rss-seconds", type=float, help="slow-handler run length (30 s)")
+    parser.add_argument("--slowdown", type=float, default=100.0, help="slow handler factor")
+    parser.add_argument("--cases", help="comma-separated case names (default: all)")
+    parser.add_argument(
+        "--confluent-extra",
+        type=json.loads,
+        default={},
+        help="librdkafka properties for the kstreams confluent backend, as JSON, e.g. "
+        "'{\"queued.max.messages.kbytes\": 4096}' (to try a setting out)",
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile runs")
+    parser.add_argument("--top", type=int, default=12, help="functions listed per profile")
+    parser.add_argument("--bootstrap", help="an existing broker (else $KSTREAMS_TEST_BOOTSTRAP)")
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=0.7,
+        help="wait until the 1-minute load average is below this before measuring",
+    )
+    parser.add_argument("--load-wait", type=float, default=300.0, help="longest wait (s)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        help="where to write the markdown table (default: benchmarks/RESULTS.md, "
+        "only for a full default run)",
+    )
+    args = parser.parse_args(argv)
+    args.records = args.records or (20_000 if args.quick else 200_000)
+    args.reps = args.reps or (1 if args.quick else 3)
+    args.produce_records = args.produce_records or max(1000, args.records // 2)
+    args.send_each_records = args.send_each_records or max(500, args.records // 40)
+    args.rss_seconds = args.rss_seconds or (6.0 if args.quick else 30.0)
+    if args.cases:
+        names = [name.strip() for name in args.cases.split(",") if name.strip()]
+        unknown = [name for name in names if name not in BY_NAME]
+        if unknown:
+            parser.error(f"unknown cases {unknown}; choose from {sorted(BY_NAME)}")
+        args.selected = names
+    else:
+        args.selected = [case.name for case in [*CASES, *RSS_CASES]]
+        if not args.no_profile:
+            args.selected += [case.name for case in PROFILE_CASES]
+    full = not (
+        args.cases
+        or args.quick
+        or args.records != 200_000
+        or args.no_profile
+        or args.confluent_extra
+    )
+    args.markdown = args.markdown or (RESULTS_MD if full else None)
+    return args
+
+
+# -- the broker and the data -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def broker(args: argparse.Namespace) -> Iterator[str]:
+    external = args.bootstrap or os.environ.get("KSTREAMS_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.broker import tansu_broker
+
+    with tansu_broker() as bootstrap:
+        yield bootstrap
+
+
+async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: int) -> float:
+    """Create the topics and write ``n`` records round-robin over the partitions."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, PARTITIONS, 1) for name in (topic, produce_topic)]
+        )
+    finally:
+        await admin.close()
+    started = time.perf_counter()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1_000_000)
+    await producer.start()
+    try:
+        value = b"x" * size
+        deliveries = [await producer.send(topic, value, partition=i % PARTITIONS) for i in range(n)]
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+# -- running cases -------------------------------------------------------------------
+
+
+def run_case(name: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run one case in a fresh interpreter; its result, or ``{"error": ...}``."""
+    command = [sys.executable, str(CASES_PY), name, json.dumps(params)]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f}s"}
+    wall = time.perf_counter() - started
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+            result["wall_s"] = wall
+            return result
+    tail = (done.stderr or done.stdout).strip().splitlines()[-8:]
+    return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+
+
+def summarize(runs: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
+    values = [run[key] for run in runs if key in run and "error" not in run]
+    if not values:
+        return {}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def wait_for_quiet(max_load: float, limit_s: float) -> tuple[float, float]:
+    """Poll the 1-minute load every 20 s until it is below ``max_load`` (bounded)."""
+    started = time.monotonic()
+    load = os.getloadavg()[0]
+    while load >= max_load and time.monotonic() - started < limit_s:
+        print(f"  1-minute load {load:.2f} >= {max_load}; waiting for a quieter machine...")
+        time.sleep(20)
+        load = os.getloadavg()[0]
+    return load, time.monotonic() - started
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    import confluent_kafka
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "aiokafka": importlib.metadata.version("aiokafka"),
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "kstreams_commit": commit + (" (src modified)" if dirty else ""),
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    print(f"kstreams benchmarks: {args.records:,} records x {args.value_size} B, {args.reps} reps")
+    if args.no_wait:
+        load_before, waited = os.getloadavg()[0], 0.0
+    else:
+        load_before, waited = wait_for_quiet(args.max_load, args.load_wait)
+    print(f"  1-minute load at start: {load_before:.2f} (waited {waited:.0f} s)")
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    produce_topic = f"{topic}-produce"
+    base = {
+        "topic": topic,
+        "produce_topic": produce_topic,
+        "records": args.records,
+        "value_size": args.value_size,
+        "produce_records": args.produce_records,
+        "send_each_records": args.send_each_records,
+        "chunk": args.chunk,
+        "top": args.top,
+        "confluent_extra": args.confluent_extra,
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.selected}
+    started = time.perf_counter()
+    with broker(args) as bootstrap:
+        base["bootstrap"] = bootstrap
+        print(f"  broker {bootstrap}; pre-loading {args.records:,} records...", flush=True)
+        load_s = asyncio.run(
+            preload(bootstrap, topic, produce_topic, args.records, args.value_size)
+        )
+        print(f"  pre-loaded in {load_s:.1f} s")
+        plain = [name for name in args.selected if BY_NAME[name].section not in ("rss", "profile")]
+        for rep in range(args.reps):
+            for name in plain:
+                params = {**base, "group": f"{name}-{rep}-{uuid.uuid4().hex[:6]}"}
+                result = run_case(name, params, timeout_s=180)
+                runs[name].append(result)
+                print(f"  rep {rep + 1} {name:<28} {_brief(result)}", flush=True)
+        for name in args.selected:
+            section = BY_NAME[name].section
+            if section not in ("rss", "profile"):
+                continue
+            params = {**base, "group": f"{name}-{uuid.uuid4().hex[:6]}"}
+            timeout = 240.0
+            if section == "rss":
+                params.update(rss_params(name, runs, args))
+                timeout = args.rss_seconds + 120
+            result = run_case(name, params, timeout_s=timeout)
+            runs[name].append(result)
+            print(f"  {name:<34} {_brief(result)}", flush=True)
+    total_s = time.perf_counter() - started
+    load_after = os.getloadavg()[0]
+    report = build_report(args, runs, load_before, load_after, load_s, total_s)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    from report import markdown, text_table
+
+    print()
+    print(text_table(report))
+    if args.markdown:
+        args.markdown.write_text(markdown(report))
+        print(f"\nwrote {args.markdown}")
+    print(f"wrote {(RESULTS_DIR / 'latest.json').relative_to(ROOT)}; total {total_s:.0f} s")
+    return 0
+
+
+def rss_params(name: str, runs: dict[str, list[dict[str, Any]]], args: Any) -> dict[str, Any]:
+    """The slow handler's cost per record: ``slowdown`` times the stream's full-speed
+    cost per record in this run, and never so cheap that the records run out early."""
+    reference = summarize(runs.get(RSS_REFERENCE[name], [])).get("median")
+    handler_s = args.slowdown / reference if reference else 200e-6
+    # Leave a tenth of the records unread at the end of the run.
+    handler_s = max(handler_s, args.rss_seconds / (0.9 * args.records))
+    return {"handler_s": handler_s, "duration_s": args.rss_seconds}
+
+
+def _brief(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return "ERROR " + result["error"][:200]
+    text = f"{result['rate']:>12,.0f} rec/s"
+    if result.get("join_s"):
+        text += f"  join {result['join_s']:.2f} s"
+    if "lag" in result:
+        lag = result["lag"]
+        text += f"  lag p50 {lag.get('p50_ms', 0):.2f} p99 {lag.get('p99_ms', 0):.2f} ms"
+    if "growth_pct" in result:
+        text += f"  RSS {result['q1_kb'] / 1024:.0f}->{result['q4_kb'] / 1024:.0f} MiB"
+        text += f" ({result['growth_pct']:+.1f}%)"
+    return text
+
+
+def build_report(
+    args: argparse.Namespace,
+    runs: dict[str, list[dict[str, Any]]],
+    load_before: float,
+    load_after: float,
+    load_s: float,
+    total_s: float,
+) -> dict[str, Any]:
+    cases: dict[str, Any] = {}
+    for name, results in runs.items():
+        case = BY_NAME[name]
+        entry: dict[str, Any] = {
+            "label": case.label,
+            "section": case.section,
+            "baseline": case.baseline,
+            "runs": results,
+            "rate": summarize(results),
+            "join_s": summarize(results, "join_s"),
+            "errors": [run["error"] for run in results if "error" in run],
+        }
+        if case.baseline and entry["rate"] and runs.get(case.baseline):
+            base = summarize(runs[case.baseline])
+            if base:
+                entry["ratio"] = entry["rate"]["median"] / base["median"]
+        if case.section == "lag":
+            for key in ("p50_ms", "p99_ms", "max_ms"):
+                entry[key] = summarize([run["lag"] for run in results if "lag" in run], key)
+            entry["idle_p99_ms"] = summarize(
+                [run["idle_lag"] for run in results if "idle_lag" in run], "p99_ms"
+            )
+        cases[name] = entry
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load": {"before": load_before, "after": load_after},
+        "params": {
+            "records": args.records,
+            "value_size": args.value_size,
+            "partitions": PARTITIONS,
+            "reps": args.reps,
+            "produce_records": args.produce_records,
+            "send_each_records": args.send_each_records,
+            "chunk": args.chunk,
+            "rss_seconds": args.rss_seconds,
+            "slowdown": args.slowdown,
+            "confluent_extra": args.confluent_extra,
+            "argv": sys.argv[1:],
+        },
+        "preload_s": load_s,
+        "total_s": total_s,
+        "cases": cases,
+        "targets": targets(cases),
+    }
+
+
+def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 7: the measured value, the bound, PASS or MISS."""
+    out: list[dict[str, Any]] = []
+
+    def add(
+        name: str, value: float | None, bound: float, higher_is_better: bool, unit: str
+    ) -> None:
+        if value is None:
+            out.append({"target": name, "value": None, "bound": bound, "verdict": "n/a"})
+            return
+        ok = value >= bound if higher_is_better else value < bound
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "bound": bound,
+                "unit": unit,
+                "verdict": "PASS" if ok else "MISS",
+                # How far above (+) or below (-) the bound, relative to it.
+                "margin_pct": (value / bound - 1) * 100 * (1 if higher_is_better else -1),
+            }
+        )
+
+    def ratio(name: str) -> float | None:
+        entry = cases.get(name)
+        return entry.get("ratio") if entry else None
+
+    def median(name: str, key: str = "rate") -> float | None:
+        entry = cases.get(name)
+        return entry[key].get("median") if entry and entry.get(key) else None
+
+    add("aiokafka backend >= 0.8x raw getmany loop", ratio("ks_aiokafka"), 0.8, True, "x")
+    add("confluent backend >= 0.5x raw consume thread", ratio("ks_confluent"), 0.5, True, "x")
+    add("memory typed no-op >= 1,000,000 rec/s", median("memory_consume"), 1e6, True, "rec/s")
+    add(
+        "send_many >= 0.8x raw batched send (aiokafka)", ratio("send_many_aiokafka"), 0.8, True, "x"
+    )
+    add(
+        "send_many >= 0.8x raw batched send (confluent)",
+        ratio("send_many_confluent"),
+        0.8,
+        True,
+        "x",
+    )
+    add(
+        "event-loop lag p99 < 5 ms (confluent)", median("lag_confluent", "p99_ms"), 5.0, False, "ms"
+    )
+    for name in ("rss_aiokafka", "rss_confluent"):
+        entry = cases.get(name)
+        runs = [run for run in entry["runs"] if "growth_pct" in run] if entry else []
+        # Growth is what an unbounded prefetch shows; a shrinking RSS passes.
+        growth = max((run["growth_pct"] for run in runs), default=None)
+        add(f"RSS grows < 10% Q1->Q4 ({name[4:]}, slow handler)", growth, 10.0, False, "%")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
