@@ -142,24 +142,24 @@ def _rd(partition: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicParti
     return RdTopicPartition(partition.topic, partition.partition, offset)
 
 
-def _record(message: Message[Any, Any]) -> RawRecord:
+def _record(message: Message[Any, Any], topic: str, partition: int) -> RawRecord:
     timestamp_type, timestamp = message.timestamp()
     key, value = message.key(), message.value()
-    # Kafka allows null header values; they are kept as None.
-    headers = cast(Headers, tuple(message.headers() or ()))
+    headers = message.headers()
+    # Positional: this runs once per consumed record.
     return ConsumerRecord(
-        topic=cast(str, message.topic()),
-        partition=cast(int, message.partition()),
-        offset=cast(int, message.offset()),
-        timestamp=timestamp if timestamp_type != TIMESTAMP_NOT_AVAILABLE else -1,
-        timestamp_type=(
-            LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME
-        ),
-        key=key,
-        value=value,
-        serialized_key_size=len(key) if key is not None else -1,
-        serialized_value_size=len(value) if value is not None else -1,
-        headers=headers,
+        topic,
+        partition,
+        cast(int, message.offset()),
+        timestamp if timestamp_type != TIMESTAMP_NOT_AVAILABLE else -1,
+        LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME,
+        key,
+        value,
+        None,
+        len(key) if key is not None else -1,
+        len(value) if value is not None else -1,
+        # Kafka allows null header values; they are kept as None.
+        cast(Headers, tuple(headers)) if headers else (),
     )
 
 
@@ -295,6 +295,7 @@ class ConfluentConsumer:
         self._client: Consumer | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._undelivered: list[RawRecord] = []
+        self._partition_cache: dict[tuple[Any, Any], TopicPartition] = {}
         self._pending_error: KafkaError | None = None
         self._in_close = False
 
@@ -648,58 +649,62 @@ class ConfluentConsumer:
             records = self._accept(messages)
             if not records and time.monotonic() >= deadline:
                 break
+        return records
+
+    def _take_undelivered(self, limit: int) -> RecordBatch:
+        if not self._undelivered:
+            return {}
+        records, self._undelivered = self._undelivered[:limit], self._undelivered[limit:]
         batch: RecordBatch = {}
         for record in records:
             batch.setdefault(record.topic_partition, []).append(record)
-        return batch
+        return self._admit(batch)
 
-    def _take_undelivered(self, limit: int) -> list[RawRecord]:
-        if not self._undelivered:
-            return []
-        records, self._undelivered = self._undelivered[:limit], self._undelivered[limit:]
-        return self._admit(records)
-
-    def _accept(self, messages: list[Message[Any, Any]]) -> list[RawRecord]:
-        records: list[RawRecord] = []
+    def _accept(self, messages: list[Message[Any, Any]]) -> RecordBatch:
+        batch: RecordBatch = {}
         error: KafkaError | None = None
+        # Per message, only C getters and the record itself: TopicPartitions come
+        # from a cache, grouping is per partition.
+        partitions = self._partition_cache
         for message in messages:
             problem = message.error()
-            if problem is None:
-                records.append(_record(message))
-            elif error is None:
-                error = self._message_error(problem)
-        records = self._admit(records)
+            if problem is not None:
+                if error is None:
+                    error = self._message_error(problem)
+                continue
+            topic, number = message.topic(), message.partition()
+            key = (topic, number)
+            partition = partitions.get(key)
+            if partition is None:
+                partition = partitions[key] = TopicPartition(cast(str, topic), cast(int, number))
+            records = batch.get(partition)
+            if records is None:
+                records = batch[partition] = []
+            records.append(_record(message, partition.topic, partition.partition))
+        batch = self._admit(batch)
         client = self._consumer()
-        for partition in {record.topic_partition for record in records}:
+        for partition, records in batch.items():
+            self._positions[partition] = records[-1].offset + 1
             watermarks: tuple[int, int] | None = client.get_watermark_offsets(
                 _rd(partition), cached=True
             )
             if watermarks is not None and watermarks[1] >= 0:
                 self._highwater[partition] = watermarks[1]
-        for record in records:
-            self._positions[record.topic_partition] = record.offset + 1
         if error is not None:
-            if not records:
+            if not batch:
                 raise error
             self._pending_error = error
-        return records
+        return batch
 
-    def _admit(self, records: list[RawRecord]) -> list[RawRecord]:
+    def _admit(self, batch: RecordBatch) -> RecordBatch:
         """Drop records of partitions no longer assigned, or paused since they were fetched."""
         assignment, paused = self._assignment, self._paused
-        admitted: list[RawRecord] = []
-        rewind: dict[TopicPartition, int] = {}
-        for record in records:
-            partition = record.topic_partition
+        for partition in list(batch):
             if partition not in assignment:
-                continue
-            if partition in paused:
-                rewind.setdefault(partition, record.offset)
-                continue
-            admitted.append(record)
-        for partition, offset in rewind.items():
-            self._seek_now(partition, offset)
-        return admitted
+                del batch[partition]
+            elif partition in paused:
+                self._seek_now(partition, batch.pop(partition)[0].offset)
+        return batch
 
     def _message_error(self, error: RdKafkaError) -> KafkaError | None:
         code = error.code()
