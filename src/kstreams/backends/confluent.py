@@ -859,6 +859,10 @@ class ConfluentProducer:
         self._state: _State = "new"
         self._stopped = asyncio.Event()
         self._room = asyncio.Event()
+        self._settle_lock = threading.Lock()
+        self._to_settle: list[
+            tuple[asyncio.Future[RecordMetadata], RecordMetadata | KafkaError]
+        ] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: Producer | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -1094,20 +1098,27 @@ class ConfluentProducer:
                     LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME
                 ),
             )
-        loop = cast(asyncio.AbstractEventLoop, self._loop)
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            loop.call_soon_threadsafe(self._settle, delivered, outcome)
+        # One loop wake-up per burst of reports, not per record: each
+        # call_soon_threadsafe writes to the loop's self-pipe.
+        with self._settle_lock:
+            wake = not self._to_settle
+            self._to_settle.append((delivered, outcome))
+        if wake:
+            loop = cast(asyncio.AbstractEventLoop, self._loop)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._settle)
 
-    def _settle(
-        self, delivered: asyncio.Future[RecordMetadata], outcome: RecordMetadata | KafkaError
-    ) -> None:
+    def _settle(self) -> None:
+        with self._settle_lock:
+            settled, self._to_settle = self._to_settle, []
         self._room.set()
-        if delivered.done():
-            return
-        if isinstance(outcome, KafkaError):
-            delivered.set_exception(outcome)
-        else:
-            delivered.set_result(outcome)
+        for delivered, outcome in settled:
+            if delivered.done():
+                continue
+            if isinstance(outcome, KafkaError):
+                delivered.set_exception(outcome)
+            else:
+                delivered.set_result(outcome)
 
 
 __all__ = ["ConfluentConsumer", "ConfluentProducer", "translate"]
