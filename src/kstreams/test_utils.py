@@ -22,7 +22,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -33,9 +33,8 @@ from kstreams.engine import StreamEngine
 from kstreams.exceptions import KStreamsError, StreamError
 from kstreams.ports import Backend
 from kstreams.producer import DEFAULT
-from kstreams.records import ConsumerRecord, RecordMetadata, TopicPartition
+from kstreams.records import ConsumerRecord, TopicPartition
 from kstreams.streams import Stream
-from kstreams.types import BatchEvent, HeadersInput
 
 __all__ = ["RecordsNotHandledError", "TestStreamClient", "TopicInfo"]
 
@@ -194,6 +193,9 @@ class TestStreamClient:
         timeout_s: float = 10.0,
     ) -> None:
         self.engine = engine
+        #: The engine's own ``send`` and ``send_many``: the engine's producer and serializer.
+        self.send = engine.send
+        self.send_many = engine.send_many
         self.topics = list(topics)
         self.partitions = partitions
         self.timeout_s = timeout_s
@@ -357,50 +359,6 @@ class TestStreamClient:
                 "records were handled but not committed when the engine stopped: "
                 + "; ".join(missing)
             )
-
-    # -- producing -----------------------------------------------------------
-
-    async def send(
-        self,
-        topic: str,
-        value: Any = None,
-        key: Any = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: HeadersInput | None = None,
-        serializer: Any = DEFAULT,
-        serializer_kwargs: dict[str, Any] | None = None,
-    ) -> RecordMetadata:
-        """Produce one record with the engine's producer (and serializer)."""
-        return await self.engine.send(
-            topic,
-            value,
-            key,
-            partition=partition,
-            timestamp_ms=timestamp_ms,
-            headers=headers,
-            serializer=serializer,
-            serializer_kwargs=serializer_kwargs,
-        )
-
-    async def send_many(
-        self,
-        topic: str,
-        batch_events: Sequence[BatchEvent],
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        serializer: Any = DEFAULT,
-        serializer_kwargs: dict[str, Any] | None = None,
-    ) -> list[RecordMetadata]:
-        """Produce many records with the engine's producer, enqueued together."""
-        return await self.engine.send_many(
-            topic,
-            batch_events,
-            partition=partition,
-            timestamp_ms=timestamp_ms,
-            serializer=serializer,
-            serializer_kwargs=serializer_kwargs,
-        )
 
     # -- reading what was produced ----------------------------------------------
 
