@@ -17,6 +17,7 @@ identically everywhere:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -37,6 +38,10 @@ logger = logging.getLogger("kstreams.consumer")
 
 _FETCH_TIMEOUT_MS = 100
 _DEFAULT_MAX_POLL_RECORDS = 500
+
+
+def _offset_of(record: RawRecord) -> int:
+    return record.offset
 
 
 class _Chunk:
@@ -399,6 +404,19 @@ class StreamConsumer:
             if chunk.handled:
                 handled[chunk.tp] = chunk.records[chunk.handled - 1].offset + 1
         return handled
+
+    def in_hand(self, partition: TopicPartition, offset: int) -> RawRecord | None:
+        """The record at ``offset`` of ``partition`` if it was handed out and is not handled yet."""
+        spans = list(self._held_batch)
+        if self._held is not None:
+            spans.append((self._held, self._held.pos))
+        for chunk, end in spans:
+            if chunk.tp == partition:
+                records = chunk.records
+                i = bisect.bisect_left(records, offset, chunk.handled, end, key=_offset_of)
+                if i < end and records[i].offset == offset:
+                    return records[i]
+        return None
 
     def _in_hand_offsets(self) -> dict[TopicPartition, int]:
         offsets: dict[TopicPartition, int] = {}

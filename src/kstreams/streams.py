@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import dataclasses
 import logging
@@ -133,8 +132,6 @@ class Stream:
         self._initial_offsets_applied = False
         self._flow: AsyncIterator[Any] | None = None
         self._restarts = 0
-        # What the consumer handed out last, before deserialization (see raw_record).
-        self._in_hand: RawRecord | dict[TopicPartition, list[RawRecord]] | None = None
 
     @staticmethod
     def _check_options(options: dict[str, Any]) -> None:
@@ -331,7 +328,6 @@ class Stream:
                 raise StopAsyncIteration from None
             raise
         if self._deserializing:
-            self._in_hand = record
             record = await self._deserialize(record)
         return record
 
@@ -375,7 +371,6 @@ class Stream:
         )
         if not self._deserializing:
             return dict(raw)
-        self._in_hand = raw
         return {tp: [await self._deserialize(r) for r in records] for tp, records in raw.items()}
 
     def raw_record(self, record: ConsumerRecord[Any, Any]) -> RawRecord:
@@ -388,19 +383,13 @@ class Stream:
         """
         if not self._deserializing:
             return record
-        in_hand = self._in_hand
-        if isinstance(in_hand, ConsumerRecord):
-            if (in_hand.topic, in_hand.partition, in_hand.offset) == (
-                record.topic,
-                record.partition,
-                record.offset,
-            ):
-                return in_hand
-        elif in_hand:
-            records = in_hand.get(TopicPartition(record.topic, record.partition), [])
-            i = bisect.bisect_left(records, record.offset, key=lambda r: r.offset)
-            if i < len(records) and records[i].offset == record.offset:
-                return records[i]
+        raw = None
+        if self.consumer is not None:
+            raw = self.consumer.in_hand(
+                TopicPartition(record.topic, record.partition), record.offset
+            )
+        if raw is not None:
+            return raw
         raise StreamError(
             f"stream {self.name!r}: record {record.topic}[{record.partition}]@{record.offset} "
             "is not in hand"
@@ -501,7 +490,6 @@ class Stream:
             typed = handler
 
             async def handler(record: Any) -> Any:
-                self._in_hand = record
                 return await typed(await self._deserialize(record))
 
         await consumer.run(handler)

@@ -320,3 +320,31 @@ def test_options_are_checked_where_the_middleware_is_declared() -> None:
         "topic": "dlq",
         "retries": 0,
     }
+
+
+async def test_a_deserialized_batch_is_dead_lettered_as_consumed() -> None:
+    """With get_many and a deserializer, each dead letter carries the raw bytes it was read as."""
+    cluster = MemoryCluster()
+    for i in range(3):
+        cluster.append("orders", b"%d" % i, key=b"k%d" % i)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    progress = Progress()
+
+    @engine.stream(
+        "orders",
+        group_id="billing",
+        auto_offset_reset="earliest",
+        get_many=GetMany(max_records=3),
+        value_deserializer=lambda raw: int(raw) * 100,
+        middlewares=[dlq(retries=0)],
+    )
+    async def bill(crs: list[ConsumerRecord[bytes, int]]) -> None:
+        progress.add([cr.value for cr in crs])
+        raise ValueError("bulk insert failed")
+
+    await engine.start()
+    await progress.wait_for(lambda values: len(values) == 1)
+    await engine.stop()
+    assert progress.values == [[0, 100, 200]]
+    dead = cluster.records(TopicPartition("orders-dlq", 0))
+    assert [(r.key, r.value) for r in dead] == [(b"k0", b"0"), (b"k1", b"1"), (b"k2", b"2")]
