@@ -6,8 +6,9 @@
     python3 dev.py bench  # the benchmarks (see benchmarks/README.md)
     python3 dev.py setup  # only create .venv
 
-Creates ``.venv`` and installs the package with its test extras the first
-time, and again whenever pyproject.toml changes.
+Creates ``.venv`` and installs the package the first time (``demo``: the
+library alone; the others: with its test extras), and again whenever
+pyproject.toml changes.
 """
 
 from __future__ import annotations
@@ -33,19 +34,27 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 
 def ensure_venv(extras: str) -> None:
+    """A ``.venv`` with the package and ``extras`` (comma-separated; "" for the library
+    alone), installed again only when pyproject.toml changed or an extra is missing."""
     stamp = VENV / ".kstreams-install"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    if stamp.exists() and stamp.read_text() == want:
-        return
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = {e for e in extras.split(",") if e}
+    if stamp.exists():
+        have_digest, _, have = stamp.read_text().partition(" ")
+        if have_digest == digest and wanted <= {e for e in have.split(",") if e}:
+            return
+        wanted |= {e for e in have.split(",") if e} if have_digest == digest else set()
     if not PY.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
-    stamp.write_text(want)
+    target = f".[{','.join(sorted(wanted))}]" if wanted else "."
+    run(PY, "-m", "pip", "install", "--quiet", "-e", target)
+    stamp.write_text(f"{digest} {','.join(sorted(wanted))}")
 
 
 def demo() -> None:
-    ensure_venv("test")
+    # The demo runs on the in-memory broker: the library alone, no test toolchain.
+    ensure_venv("")
     env = {**os.environ, "KSTREAMS_BACKEND": "memory"}
     run(PY, "examples/demo.py", env=env)
 

@@ -1,6 +1,7 @@
 """kstreams: Kafka stream processing on asyncio, on aiokafka, confluent-kafka or in memory."""
 
 from kstreams import backends, exceptions
+from kstreams._version import __version__
 from kstreams.consumer import StreamConsumer
 from kstreams.dead_letter import DeadLetterMiddleware
 from kstreams.engine import StreamEngine, create_engine
@@ -14,6 +15,7 @@ from kstreams.streams import Stream
 from kstreams.types import BatchEvent, GetMany, Send
 
 __all__ = [
+    "__version__",
     "DEFAULT",
     "BaseMiddleware",
     "BatchEvent",

@@ -21,6 +21,12 @@ from kstreams.records import RecordMetadata, TopicPartitionOffset
 from kstreams.serializers import Deserializer, Serializer
 from kstreams.streams import Stream
 from kstreams.types import BatchEvent, GetMany, HeadersInput
+from kstreams.validation import (
+    check_engine_arguments,
+    check_handler,
+    check_stream_arguments,
+    plural,
+)
 
 logger = logging.getLogger("kstreams.engine")
 
@@ -103,9 +109,11 @@ class StreamEngine:
         the raw bytes.
         """
         # Check before the function is seen, so the error points at the decorator line.
+        check_stream_arguments(topics, error_policy, deserializer)
         Stream._check_options(options)
 
         def decorator(func: Callable[..., Any]) -> Stream:
+            check_handler(func)
             stream = Stream(
                 topics,
                 func=func,
@@ -170,7 +178,7 @@ class StreamEngine:
             await self.stop()
             raise failures[0]
         await self._hooks.run("after_startup")
-        logger.info("engine %r started with %d streams", self.title, len(to_start))
+        logger.info("engine %r started with %s", self.title, plural(len(to_start), "stream"))
 
     async def stop(self) -> None:
         if not self._started:
@@ -302,8 +310,10 @@ def create_engine(
     """
     options = dict(producer_options or {})
     check_producer_options(options)
+    resolved = resolve_backend(backend)
+    check_engine_arguments(resolved, serializer, deserializer)
     return StreamEngine(
-        backend=resolve_backend(backend),
+        backend=resolved,
         title=title,
         serializer=serializer,
         deserializer=deserializer,

@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from kstreams.exceptions import ConfigError, EngineNotStartedError, ProducerClosedError
+from kstreams.exceptions import (
+    ConfigError,
+    EngineNotStartedError,
+    ProducerClosedError,
+    SerializationError,
+)
 from kstreams.ports import Backend, ProducerPort
 from kstreams.records import RecordMetadata
 from kstreams.serializers import Serializer
@@ -41,9 +46,10 @@ def _raw(value: Any, what: str) -> bytes | None:
         return value.encode()
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
-    raise TypeError(
+    raise SerializationError(
         f"{what} must be bytes, str or None without a serializer, got {type(value).__name__}; "
-        "pass serializer= to engine.send or create_engine"
+        "pass serializer= to engine.send or create_engine (kstreams.serializers.JsonSerializer "
+        "encodes dicts and lists)"
     )
 
 

@@ -27,6 +27,7 @@ from kstreams.rebalance import RebalanceListener
 from kstreams.records import ConsumerRecord, TopicPartition, TopicPartitionOffset
 from kstreams.serializers import Deserializer
 from kstreams.types import GetMany
+from kstreams.validation import check_enum, check_topics
 
 if TYPE_CHECKING:
     from kstreams.engine import StreamEngine
@@ -69,9 +70,7 @@ class Stream:
             group_id = options.pop("group_id", None)
         else:
             options.pop("group_id", None)
-        self.topics: list[str] = [topics] if isinstance(topics, str) else list(topics)
-        if not self.topics:
-            raise StreamError("a stream needs at least one topic")
+        self.topics: list[str] = check_topics(topics)
         self.subscribe_by_pattern = subscribe_by_pattern
         if subscribe_by_pattern:
             if len(self.topics) != 1:
@@ -97,7 +96,7 @@ class Stream:
                 f"stream {self.name!r}: middlewares wrap handlers that return; "
                 "a generator handler yields and has none to wrap"
             )
-        self.error_policy = StreamErrorPolicy(error_policy)
+        self.error_policy = check_enum("error_policy", error_policy, StreamErrorPolicy)
         if get_many is not None and self.spec.kind is HandlerKind.RECORD:
             raise StreamError(
                 f"stream {self.name!r}: get_many needs a handler taking list[ConsumerRecord]"

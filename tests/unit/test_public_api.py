@@ -27,6 +27,7 @@ def test_all_is_pinned() -> None:
             "StreamErrorPolicy",
             "TopicPartition",
             "TopicPartitionOffset",
+            "__version__",
             "backends",
             "create_engine",
             "exceptions",
