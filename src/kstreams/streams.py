@@ -350,6 +350,8 @@ class Stream:
             if self.deserializer is not None:
                 out = await self.deserializer.deserialize(out)
             return out
+        except DeserializationError:
+            raise  # it names the record already
         except Exception as exc:
             raise DeserializationError(
                 f"record {record.topic}[{record.partition}]@{record.offset} could not be "
