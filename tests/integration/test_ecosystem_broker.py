@@ -1,0 +1,96 @@
+"""Tracing, Schema Registry serde and pydantic value types on real clients and a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pydantic
+import pytest
+from confluent_kafka.schema_registry._async.mock_schema_registry_client import (
+    AsyncMockSchemaRegistryClient,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from kstreams import ConsumerRecord, create_engine
+from kstreams.backends import Aiokafka, Confluent
+from kstreams.opentelemetry import instrument
+from kstreams.ports import Backend
+from kstreams.schema_registry import AvroDeserializer, AvroSerializer
+
+pytestmark = pytest.mark.integration
+
+# A group join takes about half the session timeout on Tansu.
+GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+
+ORDER_AVRO = json.dumps(
+    {
+        "type": "record",
+        "name": "Order",
+        "fields": [{"name": "id", "type": "int"}, {"name": "item", "type": "string"}],
+    }
+)
+
+
+class Order(pydantic.BaseModel):
+    """The value model of the handlers below."""
+
+    id: int
+    item: str
+
+
+@pytest.fixture(params=["aiokafka", "confluent"])
+def backend(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Backend:
+    """Each real client, on the test broker."""
+    if request.param == "aiokafka":
+        return Aiokafka(bootstrap_servers=kafka_bootstrap)
+    return Confluent(bootstrap_servers=kafka_bootstrap)
+
+
+@pytest.fixture
+def exporter() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider recording finished spans in memory."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    yield provider, spans
+    provider.shutdown()
+
+
+async def test_a_trace_and_an_avro_model_cross_a_real_broker(
+    backend: Backend, unique: str, exporter: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """An Avro-encoded Order, sent traced, is handled as an Order in the producer's trace."""
+    provider, spans = exporter
+    topic = f"eco-{unique}"
+    registry = AsyncMockSchemaRegistryClient({"url": "mock://eco"})
+    engine = create_engine(
+        backend=backend,
+        serializer=AvroSerializer(registry, ORDER_AVRO),
+        deserializer=AvroDeserializer(registry),
+    )
+    got: asyncio.Queue[Order] = asyncio.Queue()
+
+    @engine.stream(topic, group_id=f"g-{unique}", auto_offset_reset="earliest", **GROUP_TIMINGS)
+    async def handle(cr: ConsumerRecord[bytes, Order]) -> None:
+        await got.put(cr.value)
+
+    instrument(engine, tracer_provider=provider)
+    await engine.start()
+    try:
+        await engine.send(topic, value={"id": 7, "item": "lamp"}, key=b"k-7")
+        order = await asyncio.wait_for(got.get(), 30)
+    finally:
+        await engine.stop()
+    assert order == Order(id=7, item="lamp")
+    (produced,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    (consumed,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert consumed.parent is not None
+    assert consumed.parent.span_id == produced.context.span_id
+    assert (consumed.attributes or {})["messaging.kafka.offset"] == 0
+    assert (consumed.attributes or {})["messaging.kafka.message.key"] == "k-7"
