@@ -4,6 +4,7 @@
     python3 dev.py demo   # a producer and a stream on the in-memory broker
     python3 dev.py test   # lint, types, unit tier, integration tier (real broker)
     python3 dev.py bench  # the benchmarks (see benchmarks/README.md)
+    python3 dev.py docs   # build the documentation site into site/ (mkdocs --strict)
     python3 dev.py setup  # only create .venv
 
 Creates ``.venv`` and installs the package the first time (``demo``: the
@@ -72,11 +73,17 @@ def bench() -> None:
     run(PY, "benchmarks/run.py", *sys.argv[2:])
 
 
+def docs() -> None:
+    ensure_venv("test")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run(BIN / "mkdocs", "build", "--strict", *sys.argv[2:], env=env)
+
+
 def setup() -> None:
     ensure_venv("test")
 
 
-COMMANDS = {"demo": demo, "test": test, "bench": bench, "setup": setup}
+COMMANDS = {"demo": demo, "test": test, "bench": bench, "docs": docs, "setup": setup}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
