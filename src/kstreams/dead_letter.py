@@ -33,6 +33,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kstreams.exceptions import InvalidArgumentError
 from kstreams.middleware import BaseMiddleware, NextMiddlewareCall
 from kstreams.records import ConsumerRecord
 from kstreams.types import BatchEvent
@@ -101,11 +102,13 @@ class DeadLetterMiddleware(BaseMiddleware):
     def check_options(cls, **options: Any) -> None:
         topic = options.get("topic")
         if not isinstance(topic, str) or not topic:
-            raise ValueError(f"DeadLetterMiddleware needs a topic name, got {topic!r}")
+            raise InvalidArgumentError(f"DeadLetterMiddleware needs a topic name, got {topic!r}")
         for name in ("retries", "backoff_ms", "max_backoff_ms"):
             value = options.get(name, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"DeadLetterMiddleware {name} must be an int >= 0, got {value!r}")
+                raise InvalidArgumentError(
+                    f"DeadLetterMiddleware {name} must be an int >= 0, got {value!r}"
+                )
 
     def backoff_s(self, retry: int) -> float:
         """How long to wait before retry number ``retry`` (counted from 0)."""

@@ -109,7 +109,15 @@ class StreamEngine:
         the raw bytes.
         """
         # Check before the function is seen, so the error points at the decorator line.
-        check_stream_arguments(topics, error_policy, deserializer)
+        check_stream_arguments(
+            topics,
+            error_policy,
+            deserializer,
+            middlewares=middlewares,
+            get_many=get_many,
+            rebalance_listener=rebalance_listener,
+            initial_offsets=initial_offsets,
+        )
         Stream._check_options(options)
 
         def decorator(func: Callable[..., Any]) -> Stream:

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from kstreams.exceptions import InvalidArgumentError
+
 if TYPE_CHECKING:
     from kstreams.streams import Stream
     from kstreams.types import Send
@@ -49,11 +51,11 @@ class Middleware:
 
     def __init__(self, middleware: type[BaseMiddleware], **kwargs: Any) -> None:
         if not (isinstance(middleware, type) and issubclass(middleware, BaseMiddleware)):
-            raise TypeError(f"{middleware!r} is not a BaseMiddleware subclass")
+            raise InvalidArgumentError(f"{middleware!r} is not a BaseMiddleware subclass")
         try:
             inspect.signature(middleware).bind(next_call=None, send=None, stream=None, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"Middleware({middleware.__name__}, ...): {exc}") from None
+            raise InvalidArgumentError(f"Middleware({middleware.__name__}, ...): {exc}") from None
         middleware.check_options(**kwargs)
         self.middleware = middleware
         self.kwargs = kwargs

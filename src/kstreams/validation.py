@@ -184,19 +184,63 @@ def check_codec(parameter: str, value: Any, method: str) -> None:
         raise invalid(parameter, value, f"None or an object with an async {method}() method")
 
 
-def check_stream_arguments(topics: Any, error_policy: Any, deserializer: Any) -> None:
+def check_stream_arguments(
+    topics: Any,
+    error_policy: Any,
+    deserializer: Any,
+    *,
+    middlewares: Any = (),
+    get_many: Any = None,
+    rebalance_listener: Any = None,
+    initial_offsets: Any = None,
+) -> None:
     """What ``engine.stream(...)`` can check before it sees the handler."""
+    from kstreams.middleware import BaseMiddleware, Middleware
     from kstreams.policies import StreamErrorPolicy
     from kstreams.producer import DEFAULT
+    from kstreams.records import TopicPartitionOffset
+    from kstreams.types import GetMany
 
     check_topics(topics)
     check_enum("error_policy", error_policy, StreamErrorPolicy)
     if deserializer is not DEFAULT:
         check_codec("deserializer", deserializer, "deserialize")
+    if isinstance(middlewares, Middleware | str | bytes) or not isinstance(middlewares, Sequence):
+        raise invalid("middlewares", middlewares, "a list of Middleware(cls, **options)")
+    for middleware in middlewares:
+        if isinstance(middleware, type) and issubclass(middleware, BaseMiddleware):
+            raise InvalidArgumentError(
+                f"middlewares holds the class {middleware.__name__}: wrap it as "
+                f"Middleware({middleware.__name__}, **options)"
+            )
+        if not isinstance(middleware, Middleware):
+            raise invalid("middlewares", middleware, "Middleware(cls, **options) items")
+    if get_many is not None and not isinstance(get_many, GetMany):
+        raise invalid("get_many", get_many, "None or GetMany(max_records=..., timeout_ms=...)")
+    if rebalance_listener is not None and not all(
+        callable(getattr(rebalance_listener, name, None))
+        for name in ("on_partitions_assigned", "on_partitions_revoked")
+    ):
+        raise invalid(
+            "rebalance_listener", rebalance_listener, "None or a RebalanceListener instance"
+        )
+    if initial_offsets is not None and (
+        isinstance(initial_offsets, str | bytes)
+        or not isinstance(initial_offsets, Iterable)
+        or not all(isinstance(tpo, TopicPartitionOffset) for tpo in initial_offsets)
+    ):
+        raise invalid("initial_offsets", initial_offsets, "None or a list of TopicPartitionOffset")
 
 
 def check_engine_arguments(backend: Any, serializer: Any, deserializer: Any) -> None:
-    """What ``create_engine`` checks: the codecs, and where a real backend connects."""
+    """What ``create_engine`` checks: the backend, the codecs, where a real backend connects."""
+    if not all(callable(getattr(backend, m, None)) for m in ("create_consumer", "create_producer")):
+        raise invalid(
+            "backend",
+            backend,
+            "a name ('aiokafka', 'confluent', 'memory'), None, or settings such as "
+            "Aiokafka(...), Confluent(...), Memory(...)",
+        )
     servers = getattr(backend, "bootstrap_servers", None)
     if servers is not None:
         check_bootstrap_servers(servers)

@@ -177,3 +177,45 @@ async def test_one_stream_is_logged_in_the_singular(caplog: pytest.LogCaptureFix
         await engine.stop()
     assert "engine 'one' started with 1 stream" in caplog.text
     assert "1 streams" not in caplog.text
+
+
+def test_a_middleware_class_given_without_middleware_is_named() -> None:
+    """middlewares=[DeadLetterMiddleware] says to wrap it in Middleware(...)."""
+    from kstreams import DeadLetterMiddleware
+
+    engine = create_engine(backend="memory")
+    with pytest.raises(InvalidArgumentError, match=r"Middleware\(DeadLetterMiddleware, \*\*opt"):
+        engine.stream("t", middlewares=[DeadLetterMiddleware])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="a list of Middleware"):
+        engine.stream("t", middlewares="dlq")  # type: ignore[arg-type]
+
+
+def test_middleware_option_mistakes_are_kstreams_errors() -> None:
+    """A wrong Middleware option is an InvalidArgumentError, still a TypeError/ValueError."""
+    from kstreams import DeadLetterMiddleware, Middleware
+
+    with pytest.raises(InvalidArgumentError, match="unexpected keyword argument 'retrys'"):
+        Middleware(DeadLetterMiddleware, topic="dlq", retrys=3)
+    with pytest.raises(ValueError, match="retries must be an int >= 0, got -1"):
+        Middleware(DeadLetterMiddleware, topic="dlq", retries=-1)
+
+
+def test_stream_argument_types_are_checked() -> None:
+    """get_many, rebalance_listener and initial_offsets of the wrong type fail at decoration."""
+    from kstreams import GetMany
+
+    engine = create_engine(backend="memory")
+    with pytest.raises(InvalidArgumentError, match=r"get_many=100 \(int\)"):
+        engine.stream("t", get_many=100)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="a RebalanceListener instance"):
+        engine.stream("t", rebalance_listener=object())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="a list of TopicPartitionOffset"):
+        engine.stream("t", initial_offsets=[("t", 0, 5)])  # type: ignore[list-item]
+    with pytest.raises(InvalidArgumentError, match="GetMany max_records must be positive"):
+        GetMany(max_records=0)
+
+
+def test_a_backend_that_is_not_one_is_named() -> None:
+    """create_engine(backend=9092) lists what a backend can be."""
+    with pytest.raises(InvalidArgumentError, match=r"backend=9092 \(int\).*'memory'"):
+        create_engine(backend=9092)  # type: ignore[arg-type]
