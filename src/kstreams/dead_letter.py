@@ -22,7 +22,9 @@ nothing is lost.
 
 With ``get_many``, the whole batch is retried, then every record of it is
 dead-lettered. A record that cannot be deserialized never reaches the
-middlewares: the stream's error policy applies to it directly. If the
+middlewares: the stream's error policy applies to it directly. A value
+that fails validation into the handler's pydantic model does reach them,
+as a ``DeserializationError``, and is dead-lettered without retries. If the
 stream is asked to stop during a back-off, the record is left unhandled
 and is read again by the next consumer.
 """
@@ -33,7 +35,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kstreams.exceptions import InvalidArgumentError
+from kstreams.exceptions import DeserializationError, InvalidArgumentError
 from kstreams.middleware import BaseMiddleware, NextMiddlewareCall
 from kstreams.records import ConsumerRecord
 from kstreams.types import BatchEvent
@@ -120,7 +122,8 @@ class DeadLetterMiddleware(BaseMiddleware):
             try:
                 return await self.next_call(cr)
             except Exception as exc:
-                if retry >= self.retries:
+                # A value that failed validation fails it again: no retry for it.
+                if retry >= self.retries or isinstance(exc, DeserializationError):
                     await self._dead_letter(cr, exc, attempts=retry + 1)
                     return None
                 delay = self.backoff_s(retry)

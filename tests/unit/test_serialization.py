@@ -25,7 +25,7 @@ from kstreams import (
 from kstreams import serializers as ser
 from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
-from kstreams.dead_letter import EXCEPTION_HEADER
+from kstreams.dead_letter import ATTEMPTS_HEADER, EXCEPTION_HEADER
 from kstreams.exceptions import DeserializationError, SerializationError
 
 
@@ -199,7 +199,8 @@ async def test_a_value_that_does_not_validate_is_a_deserialization_error() -> No
 
 
 async def test_an_invalid_model_reaches_the_dead_letter_middleware_raw() -> None:
-    """DeadLetterMiddleware sets an invalid record aside with its original bytes and goes on."""
+    """DeadLetterMiddleware sets an invalid record aside at once (no retries: it would fail
+    again), with its original bytes, and goes on."""
     cluster = MemoryCluster()
     cluster.append("orders", b'{"id": 1, "item": "a"}')
     cluster.append("orders", b'{"id": "x"}')
@@ -212,7 +213,7 @@ async def test_an_invalid_model_reaches_the_dead_letter_middleware_raw() -> None
         group_id="g",
         auto_offset_reset="earliest",
         error_policy=StreamErrorPolicy.STOP,
-        middlewares=[Middleware(DeadLetterMiddleware, topic="orders-dlq", retries=0)],
+        middlewares=[Middleware(DeadLetterMiddleware, topic="orders-dlq", retries=5)],
     )
     async def handle(cr: ConsumerRecord[bytes, Order]) -> None:
         seen.add(cr.value.id)
@@ -225,6 +226,7 @@ async def test_an_invalid_model_reaches_the_dead_letter_middleware_raw() -> None
     (dead,) = cluster.records(TopicPartition("orders-dlq", 0))
     assert dead.value == b'{"id": "x"}'
     assert dict(dead.headers)[EXCEPTION_HEADER] == b"kstreams.exceptions.DeserializationError"
+    assert dict(dead.headers)[ATTEMPTS_HEADER] == b"1"
     assert cluster.committed("g", TopicPartition("orders", 0)) == 3
     assert handle.error is None
 
