@@ -255,3 +255,33 @@ def test_non_model_type_arguments_add_no_validation() -> None:
     spec = inspect_handler(handler)
     assert (spec.key_model, spec.value_model) == (None, None)
     assert bind(spec, handler, stream=None, send=None) is handler
+
+
+class CustomerKey(pydantic.BaseModel):
+    """A model for record keys."""
+
+    customer: str
+
+
+def test_a_key_model_validates_the_key_and_none_stays_none() -> None:
+    """ConsumerRecord[CustomerKey, Order]: both validated; a None value (tombstone) is kept."""
+    from kstreams.value_types import converter, record_models
+
+    key_model, value_model = record_models(ConsumerRecord[CustomerKey, Order])
+    assert (key_model, value_model) == (CustomerKey, Order)
+    convert = converter(key_model, value_model)
+    record = ConsumerRecord(
+        topic="t",
+        partition=0,
+        offset=4,
+        timestamp=0,
+        timestamp_type=0,
+        key=b'{"customer": "c-1"}',
+        value=None,
+    )
+    converted = convert(record)
+    assert converted.key == CustomerKey(customer="c-1")
+    assert converted.value is None
+    assert record.key == b'{"customer": "c-1"}'  # the record itself keeps its bytes
+    with pytest.raises(DeserializationError, match=r"t\[0\]@4: the key is not a valid CustomerKey"):
+        convert(dataclasses.replace(record, key=b"{}"))
