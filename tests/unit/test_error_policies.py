@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import kstreams.running
 import kstreams.streams
 from kstreams import (
     ConsumerRecord,
@@ -40,7 +41,7 @@ def filled(topic: str, count: int) -> MemoryCluster:
 @pytest.fixture
 def fast_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Restart back-off of 10 ms doubling to at most 80 ms."""
-    monkeypatch.setattr(kstreams.streams, "_RESTART_BACKOFF_S", (0.01, 0.08))
+    monkeypatch.setattr(kstreams.running, "RESTART_BACKOFF_S", (0.01, 0.08))
 
 
 class Attempts:
