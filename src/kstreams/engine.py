@@ -193,6 +193,11 @@ class StreamEngine:
             )
         current = asyncio.current_task()
         if any(stream._task is current for stream in self._streams.values()):
+            # From a handler: no stream hands out another record, then the
+            # stop goes on once the handler returns.
+            for stream in self._streams.values():
+                if stream.running:
+                    stream.stop_delivering()
             task.add_done_callback(self._background_done)
             return
         await asyncio.shield(task)
