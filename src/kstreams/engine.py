@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from kstreams.backends import resolve_backend
+from kstreams.concurrency import Ordering
 from kstreams.exceptions import DuplicateStreamError, StreamError
 from kstreams.hooks import Hook, Hooks
 from kstreams.middleware import Middleware
@@ -93,6 +94,8 @@ class StreamEngine:
         subscribe_by_pattern: bool = False,
         deserializer: Deserializer | None = DEFAULT,
         max_buffered_records: int | None = None,
+        concurrency: int = 1,
+        ordering: Ordering = "partition",
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Stream]:
         """Declare a stream. ``options`` are AIOKafkaConsumer keyword arguments,
@@ -101,7 +104,8 @@ class StreamEngine:
         ``max_buffered_records`` bounds how far fetching runs ahead of the
         handler (default: twice ``max_poll_records``, at least 1000).
         ``deserializer`` defaults to the engine's; ``None`` hands the handler
-        the raw bytes.
+        the raw bytes. ``concurrency`` handlers run at once, in order per
+        partition or per key (``ordering``; see :mod:`kstreams.concurrency`).
         """
         # Check before the function is seen, so the error points at the decorator line.
         Stream._check_options(options)
@@ -120,6 +124,8 @@ class StreamEngine:
                 subscribe_by_pattern=subscribe_by_pattern,
                 deserializer=deserializer,
                 max_buffered_records=max_buffered_records,
+                concurrency=concurrency,
+                ordering=ordering,
                 **options,
             )
             self.add_stream(stream)
