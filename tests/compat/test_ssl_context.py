@@ -11,7 +11,6 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,10 @@ class Certs:
     client_key_encrypted: Path
 
 
-def _openssl(directory: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=30)
+def _openssl(directory: Path, command: str) -> None:
+    subprocess.run(
+        ["openssl", *command.split()], cwd=directory, check=True, capture_output=True, timeout=30
+    )
 
 
 def _leaf(directory: Path, name: str, usage: str) -> None:
@@ -48,30 +49,35 @@ def _leaf(directory: Path, name: str, usage: str) -> None:
         "authorityKeyIdentifier=keyid\n"
         "subjectKeyIdentifier=hash\n"
     )
+    _openssl(directory, f"ecparam -name prime256v1 -genkey -noout -out {name}.key")
+    _openssl(directory, f"req -new -key {name}.key -subj /CN={name} -out {name}.csr")
     _openssl(
-        directory, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key"
+        directory,
+        f"x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+        f"-extfile {extensions.name} -out {name}.crt",
     )
-    _openssl(directory, "req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out",
-             f"{name}.csr")  # fmt: skip
-    _openssl(directory, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-extfile", extensions.name, "-out", f"{name}.crt")  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Certs]:
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """A CA with a localhost server certificate and a client certificate it signed."""
     if shutil.which("openssl") is None:
         pytest.fail("these tests need the openssl command line tool")
     directory = tmp_path_factory.mktemp("certs")
-    _openssl(directory, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
-    _openssl(directory, "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=kstreams-test-ca",
-             "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "ca.crt")  # fmt: skip
+    _openssl(directory, "ecparam -name prime256v1 -genkey -noout -out ca.key")
+    _openssl(
+        directory,
+        "req -x509 -new -key ca.key -subj /CN=kstreams-test-ca -days 2 "
+        "-addext basicConstraints=critical,CA:TRUE "
+        "-addext keyUsage=critical,keyCertSign,cRLSign -out ca.crt",
+    )
     _leaf(directory, "server", "serverAuth")
     _leaf(directory, "client", "clientAuth")
-    _openssl(directory, "pkey", "-in", "client.key", "-aes256", "-passout", f"pass:{PASSWORD}",
-             "-out", "client-encrypted.key")  # fmt: skip
-    yield Certs(
+    _openssl(
+        directory,
+        f"pkey -in client.key -aes256 -passout pass:{PASSWORD} -out client-encrypted.key",
+    )
+    return Certs(
         ca_crt=directory / "ca.crt",
         server_crt=directory / "server.crt",
         server_key=directory / "server.key",
