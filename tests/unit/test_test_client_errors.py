@@ -31,28 +31,40 @@ def failing_engine(policy: StreamErrorPolicy = StreamErrorPolicy.STOP) -> Any:
 async def test_leaving_the_block_raises_the_handlers_exception() -> None:
     """A handler that raises (STOP policy) makes the `async with` block raise that exception."""
     client = TestStreamClient(failing_engine())
-    with pytest.raises(Boom, match="offset 1"):
+
+    async def run() -> None:
         async with client:
             await client.send("in", value=b"good")
             await client.send("in", value=b"bad")
+
+    with pytest.raises(Boom, match="offset 1"):
+        await run()
 
 
 async def test_stop_engine_policy_raises_the_handlers_exception_too() -> None:
     """With STOP_ENGINE the engine stops, and leaving the block raises the handler's error."""
     client = TestStreamClient(failing_engine(StreamErrorPolicy.STOP_ENGINE))
-    with pytest.raises(Boom):
+
+    async def run() -> None:
         async with client:
             await client.send("in", value=b"bad")
+
+    with pytest.raises(Boom):
+        await run()
 
 
 async def test_a_waiting_get_event_is_woken_with_the_handlers_exception() -> None:
-    """get_event waiting for a record the failed stream will never send raises its error at once."""
+    """get_event waiting for a record the failed stream never sends raises its error at once."""
     client = TestStreamClient(failing_engine(), topics=["out"], timeout_s=10)
-    started = time.monotonic()
-    with pytest.raises(Boom):
+
+    async def run() -> None:
         async with client:
             await client.send("in", value=b"bad")
             await client.get_event(topic_name="out")
+
+    started = time.monotonic()
+    with pytest.raises(Boom):
+        await run()
     assert time.monotonic() - started < 5, "get_event waited for its timeout"
 
 
@@ -60,37 +72,50 @@ async def test_get_event_after_the_failure_raises_it() -> None:
     """A get_event called once the stream already failed raises the error, not a timeout."""
     engine = failing_engine()
     client = TestStreamClient(engine, topics=["out"], timeout_s=10)
-    with pytest.raises(Boom):
+    errors: list[BaseException | None] = []
+
+    async def run() -> None:
         async with client:
             await client.send("in", value=b"bad")
-            stream = engine.get_stream("forward")
-            assert stream is not None
             await client.wait_handled(timeout_s=5)
-            assert isinstance(stream.error, Boom)
+            stream = engine.get_stream("forward")
+            errors.append(stream.error if stream is not None else None)
             await client.get_event(topic_name="out", timeout_s=5)
+
+    with pytest.raises(Boom):
+        await run()
+    assert isinstance(errors[0], Boom)
 
 
 async def test_records_before_the_failure_are_still_readable() -> None:
     """get_event hands out what the stream sent before failing, then raises the failure."""
     client = TestStreamClient(failing_engine(), topics=["out"])
-    with pytest.raises(Boom):
+    read: list[bytes] = []
+
+    async def run() -> None:
         async with client:
             await client.send("in", value=b"one")
-            first = await client.get_event(topic_name="out")
-            assert first.value == b"one"
+            read.append((await client.get_event(topic_name="out")).value)
             await client.send("in", value=b"bad")
             await client.get_event(topic_name="out")
+
+    with pytest.raises(Boom):
+        await run()
+    assert read == [b"one"]
 
 
 async def test_the_blocks_own_exception_wins_and_names_the_failure() -> None:
     """An assertion failing in the block propagates, with a note naming the failed stream."""
-    engine = failing_engine()
-    client = TestStreamClient(engine)
-    with pytest.raises(AssertionError) as info:
+    client = TestStreamClient(failing_engine())
+
+    async def run() -> None:
         async with client:
             await client.send("in", value=b"bad")
             await client.wait_handled(timeout_s=5)
             raise AssertionError("the test's own check")
+
+    with pytest.raises(AssertionError) as info:
+        await run()
     assert "the test's own check" in str(info.value)
     assert any("'forward' failed" in note for note in info.value.__notes__)
 
@@ -117,7 +142,7 @@ async def test_a_handler_that_recovers_under_restart_does_not_fail_the_test() ->
 
 
 def test_the_engine_is_given_once() -> None:
-    """kpn's `stream_engine=` keyword names the engine; giving it twice, or never, is a TypeError."""
+    """kpn's `stream_engine=` names the engine; giving it twice, or never, is a TypeError."""
     engine = failing_engine()
     assert TestStreamClient(stream_engine=engine).engine is engine
     assert TestStreamClient(engine, monitoring_enabled=False).engine is engine
