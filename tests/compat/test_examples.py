@@ -516,11 +516,6 @@ async def test_subscribe_topics_by_pattern_example() -> None:
     assert sorted(consumed) == [customer_invoice_topic] * 2 + [customer_profile_topic] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: get_many=GetMany(...) with a ConsumerRecord handler, one call per record "
-    "(lead, issue 14)",
-)
 async def test_get_many_example() -> None:
     """get-many: `get_many=GetMany(...)` with a handler typed `cr: ConsumerRecord` is called
     once per record of each batch."""
