@@ -211,3 +211,17 @@ def test_producer_settings_are_checked() -> None:
         "enable_idempotence": True,
         "acks": "all",
     }
+
+
+def test_free_stream_decorator_checks_options_where_declared() -> None:
+    """`@kstreams.stream(...)` builds an engine-less Stream and rejects a misspelled option."""
+
+    @kstreams.stream("orders", group_id="shop", name="orders-stream", auto_offset_reset="earliest")
+    async def orders(cr: kstreams.ConsumerRecord[Any, Any]) -> None: ...
+
+    assert isinstance(orders, kstreams.Stream)
+    assert (orders.name, orders.group_id, orders.engine) == ("orders-stream", "shop", None)
+    with pytest.raises(exceptions.UnknownOptionError, match="session_timeout_ms"):
+
+        @kstreams.stream("orders", sesion_timeout_ms=500)
+        async def misspelled(cr: kstreams.ConsumerRecord[Any, Any]) -> None: ...

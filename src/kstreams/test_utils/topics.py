@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -138,12 +139,13 @@ def _subscribes(stream: Stream, topic: str) -> bool:
 
 # The client a test entered last: kpn/kstreams' TopicManager is global, so
 # its compatible form answers for the latest client, which is the one of the
-# running test (clients are entered one at a time).
-_latest: list[TestStreamClient] = []
+# running test (clients are entered one at a time). A weak reference, so a
+# finished test's cluster is not kept alive by it.
+_latest: list[weakref.ref[TestStreamClient]] = []
 
 
 def _entered(client: TestStreamClient) -> None:
-    _latest[:] = [client]
+    _latest[:] = [weakref.ref(client)]
 
 
 class ManagedTopic(TopicInfo):
@@ -171,9 +173,10 @@ class TopicManager:
 
     @staticmethod
     def _client() -> TestStreamClient:
-        if not _latest:
-            raise ValueError("no TestStreamClient was entered yet: use 'async with client:'")
-        return _latest[0]
+        client = _latest[0]() if _latest else None
+        if client is None:
+            raise ValueError("no TestStreamClient in use: enter one with 'async with client:'")
+        return client
 
     @classmethod
     def get(cls, name: str) -> ManagedTopic:
