@@ -302,3 +302,15 @@ async def test_old_deserializer_of_the_docstring_assigns_the_value() -> None:
     async with TestStreamClient(stream_engine) as client:
         await client.send("local--kstreams", value=b'{"a": 1}')
     assert values == [{"a": 1}]
+
+
+async def test_no_default_uses_the_engine_serializer() -> None:
+    """`send(serializer=NO_DEFAULT)`, kpn's spelling of the default, uses the global serializer."""
+    from kstreams.serializers import NO_DEFAULT
+
+    stream_engine = create_engine(title="my-stream-engine", serializer=JsonSerializer())
+    client = TestStreamClient(stream_engine, topics=["t"])
+    async with client:
+        await stream_engine.send("t", value={"n": 1}, serializer=NO_DEFAULT)
+        record = await client.get_event(topic_name="t")
+    assert json.loads(record.value) == {"n": 1}
