@@ -10,6 +10,7 @@ from typing import Any
 
 from kstreams.backends import resolve_backend
 from kstreams.clients import ProducerSettings
+from kstreams.concurrency import Ordering
 from kstreams.exceptions import DuplicateStreamError, StreamError
 from kstreams.hooks import Hook, Hooks
 from kstreams.middleware import Middleware
@@ -99,6 +100,8 @@ class StreamEngine:
         subscribe_by_pattern: bool = False,
         deserializer: Deserializer | None = DEFAULT,
         max_buffered_records: int | None = None,
+        concurrency: int = 1,
+        ordering: Ordering = "partition",
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Stream]:
         """Declare a stream. ``options`` are AIOKafkaConsumer keyword arguments,
@@ -107,7 +110,8 @@ class StreamEngine:
         ``max_buffered_records`` bounds how far fetching runs ahead of the
         handler (default: twice ``max_poll_records``, at least 1000).
         ``deserializer`` defaults to the engine's; ``None`` hands the handler
-        the raw bytes.
+        the raw bytes. ``concurrency`` handlers run at once, in order per
+        partition or per key (``ordering``; see :mod:`kstreams.concurrency`).
         """
         # Check before the function is seen, so the error points at the decorator line.
         Stream._check_options(options)
@@ -126,6 +130,8 @@ class StreamEngine:
                 subscribe_by_pattern=subscribe_by_pattern,
                 deserializer=deserializer,
                 max_buffered_records=max_buffered_records,
+                concurrency=concurrency,
+                ordering=ordering,
                 **options,
             )
             self.add_stream(stream)
@@ -199,6 +205,11 @@ class StreamEngine:
             )
         current = asyncio.current_task()
         if any(stream._task is current for stream in self._streams.values()):
+            # From a handler: no stream hands out another record, then the
+            # stop goes on once the handler returns.
+            for stream in self._streams.values():
+                if stream.running:
+                    stream.stop_delivering()
             task.add_done_callback(self._background_done)
             return
         await asyncio.shield(task)
