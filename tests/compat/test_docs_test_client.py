@@ -217,3 +217,22 @@ def test_disabling_monitoring() -> None:
     stream_engine = create_engine(title="my-stream-engine")
     client = TestStreamClient(stream_engine, monitoring_enabled=False)
     assert client.engine is stream_engine
+
+
+async def test_one_module_level_client_serves_several_tests() -> None:
+    """The page keeps `client = TestStreamClient(stream_engine)` at module level: each
+    `async with client` starts on a fresh cluster, so tests do not see each other's records."""
+    stream_engine = create_engine(title="my-stream-engine")
+    event_store = EventStore()
+
+    @stream_engine.stream("local--kstreams", group_id="example-group")
+    async def consume(cr: ConsumerRecord) -> None:
+        event_store.add(cr)
+
+    client = TestStreamClient(stream_engine)
+    for run in range(2):
+        async with client:
+            metadata = await client.send("local--kstreams", value=f"run {run}".encode())
+            assert metadata.offset == 0
+            assert TopicManager.get("local--kstreams").total_events == 1
+    assert [cr.value for cr in event_store.events] == [b"run 0", b"run 1"]
