@@ -94,14 +94,18 @@ class StreamConsumer(Fetcher):
                 self._buffered -= 1
                 record = records[pos]
                 await handler(record)
-                if task.cancelling():
-                    raise asyncio.CancelledError
+                if self._closing:
+                    # Only a stop cancels a stream's task, and it sets closing first:
+                    # a handler that swallowed that cancellation did not handle its record.
+                    if task.cancelling():
+                        raise asyncio.CancelledError
+                    part.handled = record.offset + 1
+                    self._held = None
+                    self._signal_release()
+                    return
                 part.handled = record.offset + 1
                 if self._release_waiter is not None:
                     self._signal_release()
-                if self._closing:
-                    self._held = None
-                    return
             self._held = None
 
     async def getmany(
