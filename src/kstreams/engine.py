@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from kstreams.backends import resolve_backend
+from kstreams.clients import ProducerSettings
 from kstreams.concurrency import Ordering
 from kstreams.exceptions import DuplicateStreamError, StreamError
 from kstreams.hooks import Hook, Hooks
@@ -39,6 +40,7 @@ class StreamEngine:
         deserializer: Deserializer | None = None,
         producer_options: dict[str, Any] | None = None,
         hooks: Hooks | None = None,
+        monitor: Any = None,
     ) -> None:
         self.title = title
         self.backend = backend
@@ -49,6 +51,10 @@ class StreamEngine:
         self._background: set[asyncio.Task[None]] = set()
         self._stop_task: asyncio.Task[None] | None = None
         self._started = False
+        #: The ``monitor`` given (a ``PrometheusMonitor`` or a subclass), watching this engine.
+        self.monitor = monitor
+        if monitor is not None:
+            monitor.watch(self)
 
     def __repr__(self) -> str:
         streams = len(self._streams)
@@ -328,14 +334,19 @@ def create_engine(
     after_startup: Iterable[Hook] | None = None,
     on_stop: Iterable[Hook] | None = None,
     after_stop: Iterable[Hook] | None = None,
+    monitor: Any = None,
+    producer_settings: ProducerSettings | None = None,
 ) -> StreamEngine:
     """An engine on ``backend``: an instance, a name, or ``$KSTREAMS_BACKEND`` (default aiokafka).
 
     ``producer_options`` are AIOKafkaProducer keyword arguments; its
     ``key_serializer``/``value_serializer`` are applied by kstreams, never by the
-    client (see :mod:`kstreams.producer`).
+    client (see :mod:`kstreams.producer`); ``producer_settings`` gives some of them as a
+    value, ``producer_options`` winning. ``monitor`` (a ``PrometheusMonitor``) watches
+    the engine and is kept as ``engine.monitor``.
     """
-    options = dict(producer_options or {})
+    options = producer_settings.producer_options() if producer_settings else {}
+    options.update(producer_options or {})
     check_producer_options(options)
     return StreamEngine(
         backend=resolve_backend(backend),
@@ -349,4 +360,5 @@ def create_engine(
             on_stop=on_stop,
             after_stop=after_stop,
         ),
+        monitor=monitor,
     )
