@@ -139,9 +139,12 @@ class StreamEngine:
 
         return decorator
 
-    def add_stream(self, stream: Stream) -> None:
+    def add_stream(self, stream: Stream, *, error_policy: StreamErrorPolicy | None = None) -> None:
         """Register ``stream``; on a started engine, start it too (in the background:
-        ``await stream.start()`` waits for that start)."""
+        ``await stream.start()`` waits for that start). ``error_policy`` replaces the
+        stream's own."""
+        if error_policy is not None:
+            stream.error_policy = StreamErrorPolicy(error_policy)
         if stream.name in self._streams:
             raise DuplicateStreamError(
                 f"a stream named {stream.name!r} is already in this engine; pass name= to tell "

@@ -65,8 +65,12 @@ class Stream(HandlerRunning):
         graceful_timeout_s: float = 30.0,
         concurrency: int = 1,
         ordering: Ordering = "partition",
+        config: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
+        if config:
+            # kpn's spelling: consumer settings as one dict; keyword arguments win.
+            options = {**config, **options}
         self._check_options(options)
         if group_id is None:
             group_id = options.pop("group_id", None)
@@ -454,6 +458,12 @@ class Stream(HandlerRunning):
         if self.consumer is None:
             raise StreamError(f"stream {self.name!r} is not started")
         await self.consumer.commit(offsets)
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition`` (a broker round-trip), or None."""
+        if self.consumer is None:
+            raise StreamError(f"stream {self.name!r} is not started")
+        return await self.consumer.committed(partition)
 
     async def __aenter__(self) -> AsyncIterator[Any]:
         """Start the stream and return what its generator yields."""

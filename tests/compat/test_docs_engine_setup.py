@@ -193,9 +193,6 @@ async def test_large_project_with_the_stream_client_fixture() -> None:
     assert confirmed.value.startswith(b"Event confirmed.")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="pending: Stream(config={...}) consumer settings (lead, streams.py)"
-)
 async def test_large_project_stream_with_a_config_dict() -> None:
     """streams.py of the page: `Stream(topic, func=..., config={"group_id": ...})`."""
     stream_engine = large_project_engine()
@@ -206,9 +203,6 @@ async def test_large_project_stream_with_a_config_dict() -> None:
     assert my_stream.group_id == "example-group"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="pending: engine.add_stream(stream, error_policy=...) (lead, engine.py)"
-)
 async def test_large_project_add_stream_with_an_error_policy() -> None:
     """app.py of the page: `stream_engine.add_stream(my_stream, error_policy=...)`."""
     from kstreams.streams_utils import StreamErrorPolicy

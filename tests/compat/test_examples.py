@@ -540,9 +540,6 @@ async def test_get_many_example() -> None:
     assert seen == [f"Hello world {i}!".encode() for i in range(5)]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="pending: engine.add_stream(stream, error_policy=...) (lead, engine.py)"
-)
 async def test_fastapi_webapp_add_stream_with_error_policy() -> None:
     """fastapi-webapp: `add_stream(consume, error_policy=StreamErrorPolicy.RESTART)`."""
     from kstreams.streams_utils import StreamErrorPolicy as Policy
