@@ -21,10 +21,10 @@ stream's error policy applies, with the record not committed. Either way
 nothing is lost.
 
 With ``get_many``, the whole batch is retried, then every record of it is
-dead-lettered. A record that cannot be deserialized never reaches the
-middlewares: the stream's error policy applies to it directly. A value
-that fails validation into the handler's pydantic model does reach them,
-as a ``DeserializationError``, and is dead-lettered without retries. If the
+dead-lettered. A record that cannot be deserialized (by the stream's
+deserializer, or into the handler's pydantic model) comes down the chain as
+a ``DeserializationError`` and is dead-lettered at once: it would fail the
+same way on every retry. If the
 stream is asked to stop during a back-off, the record is left unhandled
 and is read again by the next consumer.
 """

@@ -138,6 +138,16 @@ class JsonDeserializer:
         return dataclasses.replace(consumer_record, value=decoded_value)
 
 
+def __getattr__(name: str) -> Any:
+    # kpn/kstreams' name for the "use the engine's serializer" default of send();
+    # looked up lazily because the producer module imports this one.
+    if name == "NO_DEFAULT":
+        from kstreams.producer import DEFAULT
+
+        return DEFAULT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "JSON_LIBRARY",
     "Deserializer",

@@ -285,3 +285,30 @@ def test_a_key_model_validates_the_key_and_none_stays_none() -> None:
     assert record.key == b'{"customer": "c-1"}'  # the record itself keeps its bytes
     with pytest.raises(DeserializationError, match=r"t\[0\]@4: the key is not a valid CustomerKey"):
         convert(dataclasses.replace(record, key=b"{}"))
+
+
+async def test_a_record_the_deserializer_cannot_decode_is_dead_lettered_at_once() -> None:
+    """Not JSON for JsonDeserializer: dead-lettered after one attempt despite retries=5."""
+    cluster = MemoryCluster()
+    cluster.append("events", b"not json")
+    cluster.append("events", b'{"n": 2}')
+    engine = create_engine(backend=Memory(cluster=cluster), deserializer=ser.JsonDeserializer())
+    seen = Seen()
+
+    @engine.stream(
+        "events",
+        group_id="g",
+        auto_offset_reset="earliest",
+        middlewares=[Middleware(DeadLetterMiddleware, topic="events-dlq", retries=5)],
+    )
+    async def handle(cr: ConsumerRecord[bytes, Any]) -> None:
+        seen.add(cr.value)
+
+    await engine.start()
+    try:
+        await seen.until(lambda s: s == [{"n": 2}])
+    finally:
+        await engine.stop()
+    (dead,) = cluster.records(TopicPartition("events-dlq", 0))
+    assert dead.value == b"not json"
+    assert dict(dead.headers)[ATTEMPTS_HEADER] == b"1"

@@ -44,6 +44,12 @@ class _ClientSettings:
     sasl_oauth_token_provider: Any = None
 
     def __post_init__(self) -> None:
+        # Enum members (kstreams.backends.kafka.SecurityProtocol.SSL) become their
+        # plain value, so clients and reprs see the string they document.
+        for name in ("security_protocol", "sasl_mechanism"):
+            value = getattr(self, name)
+            if isinstance(value, str) and type(value) is not str:
+                object.__setattr__(self, name, str(value))
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ConfigError(
                 f"security_protocol must be one of {SECURITY_PROTOCOLS}, "
