@@ -65,28 +65,34 @@ def exporter() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
 async def test_a_trace_and_an_avro_model_cross_a_real_broker(
     backend: Backend, unique: str, exporter: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    """An Avro-encoded Order, sent traced, is handled as an Order in the producer's trace."""
+    """An Avro-encoded Order sent by one traced service is handled as an Order by another,
+    inside the sender's trace."""
     provider, spans = exporter
     topic = f"eco-{unique}"
     registry = AsyncMockSchemaRegistryClient({"url": "mock://eco"})
-    engine = create_engine(
-        backend=backend,
-        serializer=AvroSerializer(registry, ORDER_AVRO),
-        deserializer=AvroDeserializer(registry),
+    sender = instrument(
+        create_engine(backend=backend, serializer=AvroSerializer(registry, ORDER_AVRO)),
+        tracer_provider=provider,
     )
+    receiver = create_engine(backend=backend, deserializer=AvroDeserializer(registry))
     got: asyncio.Queue[Order] = asyncio.Queue()
 
-    @engine.stream(topic, group_id=f"g-{unique}", auto_offset_reset="earliest", **GROUP_TIMINGS)
+    @receiver.stream(topic, group_id=f"g-{unique}", auto_offset_reset="earliest", **GROUP_TIMINGS)
     async def handle(cr: ConsumerRecord[bytes, Order]) -> None:
         await got.put(cr.value)
 
-    instrument(engine, tracer_provider=provider)
-    await engine.start()
+    instrument(receiver, tracer_provider=provider)
+    # Sent first, so the topic exists when the receiver subscribes (no metadata wait).
+    await sender.start()
     try:
-        await engine.send(topic, value={"id": 7, "item": "lamp"}, key=b"k-7")
+        await sender.send(topic, value={"id": 7, "item": "lamp"}, key=b"k-7")
+    finally:
+        await sender.stop()
+    await receiver.start()
+    try:
         order = await asyncio.wait_for(got.get(), 30)
     finally:
-        await engine.stop()
+        await receiver.stop()
     assert order == Order(id=7, item="lamp")
     (produced,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
     (consumed,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
