@@ -149,7 +149,8 @@ async def test_one_stream_reads_a_list_of_topics(
 async def test_pattern_subscription_picks_up_a_topic_created_later(
     harness: Harness, unique: str, collector: Collector
 ) -> None:
-    """A regex stream reads an existing matching topic and one created after it started."""
+    """A regex stream reads an existing matching topic and one created after it started, and
+    the rebalance that brings the new topic delivers no handled record again."""
     before, after = f"re-{unique}-before", f"re-{unique}-after"
     await harness.create_topic(before, 1)
     engine = harness.engine()
@@ -169,7 +170,10 @@ async def test_pattern_subscription_picks_up_a_topic_created_later(
     await harness.create_topic(after, 1)
     await engine.send(after, value=b"2")
     await collector.wait_for(2)
+    await engine.send(before, value=b"3")
+    await collector.wait_for(3)
     assert {r.topic for r in collector.records} == {before, after}
+    assert sorted(collector.values) == [b"1", b"2", b"3"]
 
 
 async def test_auto_offset_reset_earliest_reads_what_was_there(

@@ -110,11 +110,17 @@ async def _close_shielded(client: Any) -> None:
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, callbacks: RebalanceCallbacks) -> None:
         self._callbacks = callbacks
+        #: The client partitions being revoked while the revoke callback runs.
+        self.revoking: frozenset[Any] = frozenset()
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         # aiokafka reports an empty revocation before the first assignment.
         if revoked:
-            await self._callbacks.on_partitions_revoked(_from_client_tps(revoked))
+            self.revoking = frozenset(revoked)
+            try:
+                await self._callbacks.on_partitions_revoked(_from_client_tps(revoked))
+            finally:
+                self.revoking = frozenset()
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         await self._callbacks.on_partitions_assigned(_from_client_tps(assigned))
@@ -134,6 +140,7 @@ class AiokafkaConsumer:
         self._topics: tuple[str, ...] = ()
         self._pattern: str | None = None
         self._listener: RebalanceCallbacks | None = None
+        self._client_listener: _RebalanceListener | None = None
         self._client: Any = None
         self._stopped = False
         self._tps: dict[Any, TopicPartition] = {}
@@ -182,6 +189,7 @@ class AiokafkaConsumer:
 
     def _apply_subscription(self, client: Any) -> None:
         listener = _RebalanceListener(self._listener) if self._listener is not None else None
+        self._client_listener = listener
         if self._pattern is not None:
             client.subscribe(pattern=self._pattern, listener=listener)
         elif self._topics:
@@ -246,6 +254,29 @@ class AiokafkaConsumer:
         to_commit = {_to_client_tp(tp): offset for tp, offset in offsets.items()}
         try:
             await client.commit(to_commit)
+        except aioerrors.IllegalStateError as exc:
+            listener = self._client_listener
+            if listener is None or not listener.revoking or not set(to_commit) <= listener.revoking:
+                raise _translate(exc) from exc
+            await self._commit_revoking(client, to_commit)
+        except _CLIENT_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def _commit_revoking(self, client: Any, offsets: dict[Any, int]) -> None:
+        """Commit partitions being revoked after aiokafka forgot them.
+
+        When a pattern subscription picks up a new topic, aiokafka replaces its
+        subscription before calling the revoke callback, so its ``commit``
+        refuses the partitions being revoked ("No partitions assigned"). The
+        group generation is still the one they were assigned in: commit them
+        through the group coordinator, as aiokafka's own commit would.
+        """
+        from aiokafka.structs import OffsetAndMetadata
+
+        try:
+            await client._coordinator.commit_offsets(
+                None, {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
+            )
         except _CLIENT_ERRORS as exc:
             raise _translate(exc) from exc
 
