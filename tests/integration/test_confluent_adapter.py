@@ -12,8 +12,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
-from kstreams.backends import confluent as adapter
 from kstreams.backends.confluent import ConfluentConsumer, ConfluentProducer
+from kstreams.backends.confluent import consumer as loop_side
+from kstreams.backends.confluent import consumer_thread as thread_side
 from kstreams.exceptions import (
     ConsumerStoppedError,
     IllegalOperationError,
@@ -495,13 +496,13 @@ async def test_one_worker_thread_makes_every_consumer_call(
 ) -> None:
     """Every librdkafka consumer call, callbacks and close included, runs on one non-loop thread."""
     calls: dict[int, list[tuple[str, int]]] = {}
-    real_consumer = adapter.Consumer
+    real_consumer = thread_side.Consumer
 
     def recording_consumer(*args: Any, **kwargs: Any) -> Recording:
         recorded = calls.setdefault(len(calls), [])
         return Recording(real_consumer(*args, **kwargs), recorded)
 
-    monkeypatch.setattr(adapter, "Consumer", recording_consumer)
+    monkeypatch.setattr(thread_side, "Consumer", recording_consumer)
     topic, group = f"threads-{unique}", f"g-{unique}"
     tp = TopicPartition(topic, 0)
     await produce(producer, topic, 4)
@@ -617,16 +618,16 @@ async def test_a_hanging_close_is_bounded(
 ) -> None:
     """If librdkafka's close() hangs, stop() gives up after the bound, logs, and still stops."""
     release = threading.Event()
-    real_consumer = adapter.Consumer
+    real_consumer = thread_side.Consumer
 
     class HangingClose(Recording):
         def close(self) -> None:
             release.wait(10)
             self._real.close()
 
-    monkeypatch.setattr(adapter, "CLOSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(loop_side, "CLOSE_TIMEOUT_S", 0.5)
     monkeypatch.setattr(
-        adapter, "Consumer", lambda *a, **k: HangingClose(real_consumer(*a, **k), [])
+        thread_side, "Consumer", lambda *a, **k: HangingClose(real_consumer(*a, **k), [])
     )
     reader = consumer(kafka_bootstrap, f"g-{unique}")
     reader.subscribe([f"hang-{unique}"])
@@ -648,7 +649,7 @@ async def test_records_of_a_cancelled_getmany_come_with_the_next(
     """Records a cancelled getmany already took from librdkafka are returned by the next one."""
     gate = threading.Event()
     gate.set()
-    real_consumer = adapter.Consumer
+    real_consumer = thread_side.Consumer
 
     class GatedConsume(Recording):
         def consume(self, *args: Any, **kwargs: Any) -> Any:
@@ -656,7 +657,7 @@ async def test_records_of_a_cancelled_getmany_come_with_the_next(
             return self._real.consume(*args, **kwargs)
 
     monkeypatch.setattr(
-        adapter, "Consumer", lambda *a, **k: GatedConsume(real_consumer(*a, **k), [])
+        thread_side, "Consumer", lambda *a, **k: GatedConsume(real_consumer(*a, **k), [])
     )
     topic = f"cancelled-{unique}"
     await produce(producer, topic, 3)

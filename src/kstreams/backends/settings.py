@@ -116,6 +116,9 @@ class Confluent(_ClientSettings):
     def _adapter(self) -> Any:
         try:
             from kstreams.backends import confluent
+
+            # Importing the package alone does not load confluent-kafka.
+            confluent.ConfluentConsumer  # noqa: B018
         except ModuleNotFoundError as exc:
             if exc.name != "confluent_kafka":
                 raise
