@@ -15,6 +15,21 @@ Ordering
     unless the position was moved back (``seek``, rebalance, restart).
     Nothing is promised across partitions.
 
+Records
+    ``getmany`` returns :class:`~kstreams.records.ConsumerRecord` objects:
+    mutable and slotted, ``key``/``value`` the bytes as stored (``None`` for
+    null), ``headers`` a tuple of ``(str, bytes | None)`` pairs in wire order.
+    Each object is new for that call, and the adapter keeps no reference to
+    it once returned: from then on it belongs to the caller (the core, then
+    the handler), which may change its fields. Changing a record never changes
+    the log, nor a record another call or consumer returned; the memory
+    backend, whose log holds records too, hands out a copy per fetch. The
+    core, not the adapter, keeps whatever it needs unchanged (the raw bytes
+    for a dead letter) before a deserializer or handler sees the record.
+    Adapters build the record straight from the client's own (aiokafka's
+    record has the same eleven fields; confluent's ``Message`` is read
+    through its getters), one constructor call per record, no further copy.
+
 Commits
     The client never commits on its own: adapters keep the client's
     auto-commit off. The core decides what to commit and calls ``commit``.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import re
 import time
 from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
@@ -76,28 +78,15 @@ def _from_client_tps(tps: Iterable[Any]) -> frozenset[TopicPartition]:
     return frozenset(TopicPartition(tp.topic, tp.partition) for tp in tps)
 
 
-# The hot path. A frozen dataclass's __init__ sets each field through
-# object.__setattr__, which costs twice as much as the slot descriptors do, so
-# records are built from the descriptors. Checked here, so that a change to
-# ConsumerRecord's fields fails at import instead of building wrong records.
-def _convert_records(topic: str, partition: int, records: list[Any]) -> list[RawRecord]:
-    make = ConsumerRecord
-    return [
-        make(
-            topic,
-            partition,
-            r.offset,
-            r.timestamp,
-            r.timestamp_type,
-            r.key,
-            r.value,
-            r.checksum,
-            r.serialized_key_size,
-            r.serialized_value_size,
-            r.headers,  # already a tuple of (str, bytes) pairs
-        )
-        for r in records
-    ]
+# aiokafka's record has the eleven fields of ConsumerRecord, by the same names: one
+# C attrgetter reads them all, in our order, as the constructor's arguments.
+_FIELDS = tuple(field.name for field in dataclasses.fields(ConsumerRecord))
+_read_fields = operator.attrgetter(*_FIELDS)
+
+
+def _convert_records(records: list[Any]) -> list[RawRecord]:
+    make, read = ConsumerRecord, _read_fields
+    return [make(*read(record)) for record in records]
 
 
 async def _close_shielded(client: Any) -> None:
@@ -234,7 +223,7 @@ class AiokafkaConsumer:
             tp = tps.get(client_tp)
             if tp is None:
                 tp = tps[client_tp] = TopicPartition(client_tp.topic, client_tp.partition)
-            batch[tp] = _convert_records(tp.topic, tp.partition, records)
+            batch[tp] = _convert_records(records)
         return batch
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -28,7 +28,7 @@ from kstreams.backends.confluent.errors import (
     translate,
     translate_exception,
 )
-from kstreams.backends.confluent.messages import build_record, rd
+from kstreams.backends.confluent.messages import group_records, rd
 from kstreams.backends.confluent.worker import Worker
 from kstreams.exceptions import (
     ConfigError,
@@ -240,26 +240,8 @@ class ConsumerThreadSide:
         return self._admit(batch)
 
     def _accept(self, messages: list[Message[Any, Any]]) -> RecordBatch:
-        batch: RecordBatch = {}
-        error: KafkaError | None = None
-        # Per message, only C getters and the record itself: TopicPartitions come
-        # from a cache, grouping is per partition.
-        partitions = self._partition_cache
-        for message in messages:
-            problem = message.error()
-            if problem is not None:
-                if error is None:
-                    error = self._message_error(problem)
-                continue
-            topic, number = message.topic(), message.partition()
-            key = (topic, number)
-            partition = partitions.get(key)
-            if partition is None:
-                partition = partitions[key] = TopicPartition(cast(str, topic), cast(int, number))
-            records = batch.get(partition)
-            if records is None:
-                records = batch[partition] = []
-            records.append(build_record(message, partition.topic, partition.partition))
+        batch, problem = group_records(messages, self._partition_cache)
+        error = self._message_error(problem) if problem is not None else None
         batch = self._admit(batch)
         client = self._consumer()
         for partition, records in batch.items():

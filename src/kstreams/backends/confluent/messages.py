@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -10,32 +11,71 @@ from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
     Message,
 )
+from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import TopicPartition as RdTopicPartition
 
-from kstreams.ports import RawRecord
-from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, ConsumerRecord, Headers, TopicPartition
+from kstreams.ports import RawRecord, RecordBatch
+from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, ConsumerRecord, TopicPartition
 
 
 def rd(partition: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicPartition:
     return RdTopicPartition(partition.topic, partition.partition, offset)
 
 
-def build_record(message: Message[Any, Any], topic: str, partition: int) -> RawRecord:
-    timestamp_type, timestamp = message.timestamp()
-    key, value = message.key(), message.value()
-    headers = message.headers()
-    # Positional: this runs once per consumed record.
-    return ConsumerRecord(
-        topic,
-        partition,
-        cast(int, message.offset()),
-        timestamp if timestamp_type != TIMESTAMP_NOT_AVAILABLE else -1,
-        LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME,
-        key,
-        value,
-        None,
-        len(key) if key is not None else -1,
-        len(value) if value is not None else -1,
-        # Kafka allows null header values; they are kept as None.
-        cast(Headers, tuple(headers)) if headers else (),
-    )
+def group_records(
+    messages: list[Message[Any, Any]], partitions: dict[tuple[Any, Any], TopicPartition]
+) -> tuple[RecordBatch, RdKafkaError | None]:
+    """The records of ``messages`` grouped by partition, and the first error among them.
+
+    The one per-record loop of the backend: per message only C getters and
+    the record's own constructor run; a run of messages of one partition (the
+    usual shape of a ``consume()`` result) costs one lookup, and
+    ``partitions`` caches the TopicPartitions across calls.
+    """
+    batch: RecordBatch = {}
+    error: RdKafkaError | None = None
+    # Untyped on purpose: librdkafka's getters are typed Optional, and a cast()
+    # per field would cost a call per field per record.
+    make: Callable[..., RawRecord] = ConsumerRecord
+    last: tuple[Any, Any] | None = None
+    topic = ""
+    number = -1
+    append: Any = None
+    for message in messages:
+        problem = message.error()
+        if problem is not None:
+            if error is None:
+                error = problem
+            continue
+        here = (message.topic(), message.partition())
+        if here != last:
+            last = here
+            partition = partitions.get(here)
+            if partition is None:
+                partition = partitions[here] = TopicPartition(
+                    cast(str, here[0]), cast(int, here[1])
+                )
+            topic, number = partition.topic, partition.partition
+            records = batch.get(partition)
+            if records is None:
+                records = batch[partition] = []
+            append = records.append
+        timestamp_type, timestamp = message.timestamp()
+        key, value, headers = message.key(), message.value(), message.headers()
+        append(
+            make(
+                topic,
+                number,
+                message.offset(),
+                timestamp if timestamp_type != TIMESTAMP_NOT_AVAILABLE else -1,
+                LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME,
+                key,
+                value,
+                None,
+                len(key) if key is not None else -1,
+                len(value) if value is not None else -1,
+                # Kafka allows null header values; they are kept as None.
+                tuple(headers) if headers else (),
+            )
+        )
+    return batch, error
