@@ -242,3 +242,11 @@ class Backend(Protocol):
     def create_producer(self, options: Mapping[str, Any]) -> ProducerPort:
         """A new producer from AIOKafkaProducer keyword arguments."""
         ...
+
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` naming any option ``create_consumer`` would refuse.
+
+        Called when a stream is declared, so that a setting the backend
+        cannot honour fails at the decorator, not at start. Connects nothing.
+        """
+        ...

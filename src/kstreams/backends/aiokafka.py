@@ -20,6 +20,7 @@ from kstreams.options import (
     CORE_CONSUMER_OPTIONS,
     PRODUCER_OPTIONS,
     check_options,
+    heartbeat_interval_ms,
 )
 from kstreams.ports import RawRecord, RebalanceCallbacks, RecordBatch
 from kstreams.records import CREATE_TIME, ConsumerRecord, Headers, RecordMetadata, TopicPartition
@@ -118,6 +119,7 @@ class AiokafkaConsumer:
             if name not in CORE_CONSUMER_OPTIONS
         }
         options["enable_auto_commit"] = False
+        options["heartbeat_interval_ms"] = heartbeat_interval_ms(aiokafka_consumer_kwargs)
         self._group_id = group_id
         self._options = options
         self._topics: tuple[str, ...] = ()

@@ -97,6 +97,9 @@ class Aiokafka(_ClientSettings):
 
         return AiokafkaProducer(**{**self.client_options(), **options})
 
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Nothing beyond the core's checks: the options are aiokafka's own."""
+
 
 #: The name kstreams users already write for the aiokafka settings.
 Kafka = Aiokafka
@@ -141,6 +144,16 @@ class Confluent(_ClientSettings):
         )
         return producer
 
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Translate the options to librdkafka properties now, as ``create_consumer`` will."""
+        from kstreams.backends.confluent.config import consumer_config
+
+        consumer_config(
+            group_id=group_id,
+            options={**self.client_options(), **options},
+            extra_config=self.extra_config,
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Memory:
@@ -164,3 +177,6 @@ class Memory:
         from kstreams.backends.memory import MemoryProducer
 
         return MemoryProducer(self.resolved_cluster(), **options)
+
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Nothing beyond the core's checks: the memory backend accepts aiokafka's options."""

@@ -24,7 +24,7 @@ from kstreams.backends.confluent.security import (
     security_properties,
 )
 from kstreams.exceptions import ConfigError
-from kstreams.options import check_consumer_options, check_producer_options
+from kstreams.options import check_consumer_options, check_producer_options, heartbeat_interval_ms
 
 #: ``consume(num_messages=...)`` when ``max_poll_records`` is not given.
 DEFAULT_BATCH_SIZE = 500
@@ -181,7 +181,7 @@ def consumer_config(
         "partition.assignment.strategy": _assignors(options.get("partition_assignment_strategy")),
         "max.poll.interval.ms": max_poll_interval_ms,
         "session.timeout.ms": session_timeout_ms,
-        "heartbeat.interval.ms": opt("heartbeat_interval_ms", 3000),
+        "heartbeat.interval.ms": heartbeat_interval_ms(options),
         "connections.max.idle.ms": options.get("connections_max_idle_ms", 540000) or 0,
         "isolation.level": isolation_level,
     }
