@@ -98,6 +98,11 @@ AUTO_OFFSET_RESET_VALUES = ("earliest", "latest", "none")
 #: aiokafka's (and Kafka's) defaults of the group timeouts.
 DEFAULT_SESSION_TIMEOUT_MS = 10000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 3000
+DEFAULT_METADATA_MAX_AGE_MS = 300000
+#: How often a pattern subscription looks for new matching topics when
+#: ``metadata_max_age_ms`` is not given: neither client asks for topics it
+#: does not know of before its next metadata refresh, 5 min by default.
+PATTERN_METADATA_MAX_AGE_MS = 3000
 
 
 def check_options(kind: str, given: Iterable[str], known: Iterable[str]) -> None:
@@ -155,3 +160,13 @@ def heartbeat_interval_ms(options: Mapping[str, Any]) -> int:
 
 def check_producer_options(options: Mapping[str, Any]) -> None:
     check_options("producer", options, PRODUCER_OPTIONS)
+
+
+def metadata_max_age_ms(options: Mapping[str, Any], *, pattern: bool) -> int:
+    """The metadata refresh period every backend uses: the one given, else 5 min, or
+    :data:`PATTERN_METADATA_MAX_AGE_MS` for a pattern subscription, so that a
+    matching topic created after start is consumed within seconds."""
+    given = options.get("metadata_max_age_ms")
+    if given is not None:
+        return int(given)
+    return PATTERN_METADATA_MAX_AGE_MS if pattern else DEFAULT_METADATA_MAX_AGE_MS

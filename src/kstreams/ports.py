@@ -83,8 +83,10 @@ class ConsumerPort(Protocol):
     ) -> None:
         """Subscribe to ``topics``, or to every topic matching the regex ``pattern``.
 
-        Called once, before ``start``. A pattern subscription picks up
-        topics created later (within ``metadata_max_age_ms``).
+        Called once, before ``start``. A topic created after start is
+        consumed within seconds: a named one as soon as it exists, a new
+        match of a pattern within ``metadata_max_age_ms`` (3 s unless given,
+        for a pattern subscription, on every backend).
         """
         ...
 

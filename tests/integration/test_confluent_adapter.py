@@ -713,3 +713,46 @@ async def test_producer_applies_serializers_partitioner_and_flush(
         assert [(r.key, r.value) for r in records][:2] == [(b"K0", b"<v0>"), (b"K1", b"<v1>")]
     finally:
         await reader.stop()
+
+
+async def test_subscribed_topic_created_after_start_is_consumed_within_seconds(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A subscribed topic that did not exist at start is consumed within a few seconds of its
+    first record, with the default metadata_max_age_ms (5 min)."""
+    topic = f"late-{unique}"
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        await reader.getmany(timeout_ms=1000)
+        await produce(producer, topic, 1)
+        began = time.monotonic()
+        (record,) = await drain(reader, 1, within_s=8)
+        assert record.topic == topic
+        assert time.monotonic() - began < 8
+    finally:
+        await reader.stop()
+
+
+async def test_pattern_topic_created_after_start_is_consumed_within_seconds(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A topic created after start that the pattern matches is consumed within a few seconds,
+    with the default metadata_max_age_ms (5 min)."""
+    await produce(producer, f"pat-{unique}-a", 1)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe(pattern=f"pat-{unique}-.*")
+    await reader.start()
+    try:
+        first = await drain(reader, 1)
+        assert [r.topic for r in first] == [f"pat-{unique}-a"]
+        # Committed, so the rebalance the new topic causes does not replay it.
+        await reader.commit({r.topic_partition: r.offset + 1 for r in first})
+        await produce(producer, f"pat-{unique}-b", 1)
+        began = time.monotonic()
+        (record,) = await drain(reader, 1, within_s=8)
+        assert record.topic == f"pat-{unique}-b"
+        assert time.monotonic() - began < 8
+    finally:
+        await reader.stop()

@@ -21,6 +21,7 @@ from kstreams.options import (
     PRODUCER_OPTIONS,
     check_options,
     heartbeat_interval_ms,
+    metadata_max_age_ms,
 )
 from kstreams.ports import RawRecord, RebalanceCallbacks, RecordBatch
 from kstreams.records import CREATE_TIME, ConsumerRecord, Headers, RecordMetadata, TopicPartition
@@ -185,7 +186,11 @@ class AiokafkaConsumer:
             raise kerrors.IllegalStateError("the consumer is already started")
         # Set before aiokafka's start, which runs the first assignment's
         # callbacks: those may call back into this adapter.
-        client = self._client = aiokafka.AIOKafkaConsumer(group_id=self._group_id, **self._options)
+        options = dict(self._options)
+        options["metadata_max_age_ms"] = metadata_max_age_ms(
+            options, pattern=self._pattern is not None
+        )
+        client = self._client = aiokafka.AIOKafkaConsumer(group_id=self._group_id, **options)
         try:
             self._apply_subscription(client)
             await client.start()

@@ -24,7 +24,13 @@ from kstreams.backends.confluent.security import (
     security_properties,
 )
 from kstreams.exceptions import ConfigError
-from kstreams.options import check_consumer_options, check_producer_options, heartbeat_interval_ms
+from kstreams.options import (
+    PATTERN_METADATA_MAX_AGE_MS,
+    check_consumer_options,
+    check_producer_options,
+    heartbeat_interval_ms,
+    metadata_max_age_ms,
+)
 
 #: ``consume(num_messages=...)`` when ``max_poll_records`` is not given.
 DEFAULT_BATCH_SIZE = 500
@@ -64,6 +70,8 @@ class ConsumerConfig:
     auto_offset_reset: str
     max_poll_interval_s: float
     exclude_internal_topics: bool
+    #: ``topic.metadata.refresh.interval.ms`` of a pattern subscription.
+    pattern_metadata_max_age_ms: int = PATTERN_METADATA_MAX_AGE_MS
     token_provider: Any = None
 
     def client_properties(
@@ -73,6 +81,8 @@ class ConsumerConfig:
         properties = dict(self.properties)
         if pattern and self.exclude_internal_topics:
             properties["topic.blacklist"] = INTERNAL_TOPICS_BLACKLIST
+        if pattern:
+            properties["topic.metadata.refresh.interval.ms"] = self.pattern_metadata_max_age_ms
         if self.token_provider is not None and loop is not None:
             properties["oauth_cb"] = oauth_callback(
                 self.token_provider, loop, timeout_s=self.request_timeout_s
@@ -209,6 +219,7 @@ def consumer_config(
         auto_offset_reset=reset,
         max_poll_interval_s=max_poll_interval_ms / 1000,
         exclude_internal_topics=bool(opt("exclude_internal_topics", True)),
+        pattern_metadata_max_age_ms=metadata_max_age_ms(options, pattern=True),
         token_provider=token_provider,
     )
 

@@ -69,6 +69,8 @@ class ConfluentConsumer(ConsumerThreadSide):
         self._partition_cache: dict[tuple[Any, Any], TopicPartition] = {}
         self._pending_error: KafkaError | None = None
         self._in_close = False
+        self._missing_topics: frozenset[str] = frozenset()
+        self._next_topic_check = 0.0
 
     # -- lifecycle -----------------------------------------------------------
 

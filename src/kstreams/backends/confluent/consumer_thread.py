@@ -44,6 +44,9 @@ from kstreams.records import TopicPartition
 
 State = Literal["new", "started", "closing", "stopped"]
 
+#: How often the worker asks for a subscribed topic that does not exist (yet):
+#: librdkafka itself asks again only at its next metadata refresh, 5 min later.
+MISSING_TOPIC_CHECK_S = 1.0
 #: How long one ``consume()`` call may block. Calls queued for the consumer
 #: (commit, seek...) wait at most this long while a ``getmany`` waits.
 FETCH_SLICE_S = 0.1
@@ -72,6 +75,8 @@ class ConsumerThreadSide:
     _partition_cache: dict[tuple[Any, Any], TopicPartition]
     _pending_error: KafkaError | None
     _in_close: bool
+    _missing_topics: frozenset[str]
+    _next_topic_check: float
 
     async def _call_listener(self, method: str, partitions: frozenset[TopicPartition]) -> None:
         try:
@@ -108,6 +113,7 @@ class ConsumerThreadSide:
                 else list(self._topics)
             )
             client.subscribe(subscription, on_assign=self._on_assign, on_revoke=self._on_revoke)
+            self._missing_topics = frozenset(self._topics) - frozenset(metadata.topics)
             return
         # Without a group, every partition of the subscribed topics is
         # assigned, as aiokafka does.
@@ -210,6 +216,8 @@ class ConsumerThreadSide:
         records = self._take_undelivered(limit)
         while not records:
             worker.serve_control()
+            if self._missing_topics:
+                self._look_for_missing_topics(client)
             if self._pending_error is not None:
                 error, self._pending_error = self._pending_error, None
                 raise error
@@ -229,6 +237,25 @@ class ConsumerThreadSide:
             if not records and time.monotonic() >= deadline:
                 break
         return records
+
+    def _look_for_missing_topics(self, client: Consumer) -> None:
+        # A metadata reply naming the topic makes librdkafka rejoin the group
+        # with it; the request also lets the broker auto-create it, as
+        # aiokafka's does.
+        now = time.monotonic()
+        if now < self._next_topic_check:
+            return
+        self._next_topic_check = now + MISSING_TOPIC_CHECK_S
+        found = set()
+        for topic in sorted(self._missing_topics):
+            try:
+                metadata = client.list_topics(topic, timeout=MISSING_TOPIC_CHECK_S)
+            except KafkaException:
+                return
+            described = metadata.topics.get(topic)
+            if described is not None and described.error is None and described.partitions:
+                found.add(topic)
+        self._missing_topics -= found
 
     def _take_undelivered(self, limit: int) -> RecordBatch:
         if not self._undelivered:
@@ -272,8 +299,11 @@ class ConsumerThreadSide:
         if code == RdKafkaError._PARTITION_EOF:
             return None
         if code in (RdKafkaError.UNKNOWN_TOPIC_OR_PART, RdKafkaError._UNKNOWN_TOPIC):
-            # aiokafka waits for a subscribed topic to appear.
+            # aiokafka waits for a subscribed topic to appear, and so does this
+            # adapter, asking for it every MISSING_TOPIC_CHECK_S.
             log.warning("subscribed topic not available: %s", error.str())
+            assigned = {partition.topic for partition in self._assignment}
+            self._missing_topics = frozenset(self._topics) - assigned
             return None
         if code == RdKafkaError._AUTO_OFFSET_RESET or error.fatal():
             return translate(error)
