@@ -183,6 +183,16 @@ class ConsumerPort(Protocol):
         """The partitions paused by ``pause``."""
         ...
 
+    def connected(self) -> bool:
+        """False while the client cannot reach any broker of the cluster (after it
+        has tried), True otherwise.
+
+        Cheap, for polling: it says what the client last saw, it sends nothing.
+        Once the broker is back, it turns True within a second or two of the
+        client reaching it again (consumption resumes by itself).
+        """
+        ...
+
 
 class ProducerPort(Protocol):
     """A producer. ``start`` before use; ``stop`` flushes, then closes."""

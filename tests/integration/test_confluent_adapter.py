@@ -27,6 +27,7 @@ from kstreams.exceptions import (
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, TopicPartition
 from tests.broker import free_port
+from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -756,3 +757,72 @@ async def test_pattern_topic_created_after_start_is_consumed_within_seconds(
         assert time.monotonic() - began < 8
     finally:
         await reader.stop()
+
+
+async def wait_for(
+    condition: Callable[[], bool], reader: ConfluentConsumer, within_s: float
+) -> float:
+    """Fetch (which drives the client) until ``condition``; the seconds it took; bounded."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < within_s, f"not reached within {within_s} s"
+        await reader.getmany(timeout_ms=100)
+    return time.monotonic() - began
+
+
+async def test_start_with_no_broker_names_the_servers_within_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With nothing listening and default timeouts, start() raises KafkaConnectionError naming
+    the bootstrap servers within a few seconds, logging each retry at WARNING."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    reader = ConfluentConsumer(group_id="g", bootstrap_servers=nowhere)
+    reader.subscribe(["t"])
+    writer = ConfluentProducer(bootstrap_servers=nowhere)
+    for port in (reader, writer):
+        began = time.monotonic()
+        with pytest.raises(KafkaConnectionError, match=nowhere):
+            await port.start()
+        assert time.monotonic() - began < 7
+    retries = [r for r in caplog.records if "no broker reachable" in r.getMessage()]
+    assert retries
+    assert all(r.levelname == "WARNING" and nowhere in r.getMessage() for r in retries)
+
+
+async def test_connected_follows_the_broker_going_and_coming_back(unique: str) -> None:
+    """connected() turns False within seconds of the broker dying and True once it is back."""
+    with private_broker() as broker:
+        writer = ConfluentProducer(bootstrap_servers=broker.bootstrap)
+        await writer.start()
+        await produce(writer, f"up-{unique}", 1)
+        await writer.stop()
+        reader = consumer(broker.bootstrap, f"g-{unique}")
+        reader.subscribe([f"up-{unique}"])
+        await reader.start()
+        try:
+            await drain(reader, 1)
+            assert reader.connected()
+            broker.kill()
+            down_after = await wait_for(lambda: not reader.connected(), reader, 20)
+            broker.start()
+            up_after = await wait_for(reader.connected, reader, 20)
+        finally:
+            await reader.stop()
+    assert down_after < 20
+    assert up_after < 20
+
+
+async def test_send_with_the_broker_gone_fails_as_a_connection_error(unique: str) -> None:
+    """A send whose broker died fails with KafkaConnectionError, as on aiokafka."""
+    with private_broker() as broker:
+        writer = ConfluentProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=3000)
+        await writer.start()
+        try:
+            await produce(writer, f"gone-{unique}", 1)
+            broker.kill()
+            began = time.monotonic()
+            with pytest.raises(KafkaConnectionError):
+                await (await writer.send(f"gone-{unique}", b"late", partition=0))
+            assert time.monotonic() - began < 10
+        finally:
+            await writer.stop()

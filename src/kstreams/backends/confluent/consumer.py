@@ -71,6 +71,8 @@ class ConfluentConsumer(ConsumerThreadSide):
         self._in_close = False
         self._missing_topics: frozenset[str] = frozenset()
         self._next_topic_check = 0.0
+        self._connected = True
+        self._next_probe = 0.0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -227,6 +229,10 @@ class ConfluentConsumer(ConsumerThreadSide):
         self._check_assigned(partitions)
         self._paused = self._paused - frozenset(partitions)
         self._fire(worker, functools.partial(self._pause_now, partitions, False))
+
+    def connected(self) -> bool:
+        self._check_not_stopped()
+        return self._connected
 
     def paused(self) -> frozenset[TopicPartition]:
         self._check_not_stopped()

@@ -28,13 +28,12 @@ from kstreams.backends.confluent.errors import (
     translate,
     translate_exception,
 )
-from kstreams.backends.confluent.messages import group_records, rd
+from kstreams.backends.confluent.messages import first_metadata, group_records, rd
 from kstreams.backends.confluent.worker import Worker
 from kstreams.exceptions import (
     ConfigError,
     ConsumerStoppedError,
     IllegalStateError,
-    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     NoOffsetForPartitionError,
@@ -47,6 +46,8 @@ State = Literal["new", "started", "closing", "stopped"]
 #: How often the worker asks for a subscribed topic that does not exist (yet):
 #: librdkafka itself asks again only at its next metadata refresh, 5 min later.
 MISSING_TOPIC_CHECK_S = 1.0
+#: While no broker answers, how often the worker asks one whether it is back.
+RECONNECT_PROBE_S = 1.0
 #: How long one ``consume()`` call may block. Calls queued for the consumer
 #: (commit, seek...) wait at most this long while a ``getmany`` waits.
 FETCH_SLICE_S = 0.1
@@ -77,6 +78,9 @@ class ConsumerThreadSide:
     _in_close: bool
     _missing_topics: frozenset[str]
     _next_topic_check: float
+    # Written by librdkafka's and the worker's threads, read on the loop.
+    _connected: bool
+    _next_probe: float
 
     async def _call_listener(self, method: str, partitions: frozenset[TopicPartition]) -> None:
         try:
@@ -100,12 +104,9 @@ class ConsumerThreadSide:
         except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(f"confluent-kafka rejected the consumer settings: {exc}") from exc
         self._client = client
-        try:
-            metadata = client.list_topics(timeout=self._config.request_timeout_s)
-        except KafkaException as exc:
-            raise KafkaConnectionError(
-                f"no broker answered within {self._config.request_timeout_s:g} s: {exc}"
-            ) from exc
+        metadata = first_metadata(
+            client, "confluent consumer", properties, self._config.request_timeout_s
+        )
         if self._group_id is not None:
             subscription = (
                 [subscription_pattern(self._pattern)]
@@ -162,7 +163,22 @@ class ConsumerThreadSide:
             self._pending_error = translate(error)
             log.error("confluent consumer fatal error: %s", error)
         else:
+            if error.code() == RdKafkaError._ALL_BROKERS_DOWN:
+                # librdkafka says so once per outage and never says it is over:
+                # _probe_brokers finds out.
+                self._connected = False
             log_client_error(error)
+
+    def _probe_brokers(self, client: Consumer) -> None:
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + RECONNECT_PROBE_S
+        try:
+            client.list_topics(timeout=RECONNECT_PROBE_S / 2)
+        except KafkaException:
+            return
+        self._connected = True
 
     def _on_assign(self, _consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
         assigned = frozenset(TopicPartition(p.topic, p.partition) for p in partitions)
@@ -216,6 +232,8 @@ class ConsumerThreadSide:
         records = self._take_undelivered(limit)
         while not records:
             worker.serve_control()
+            if not self._connected:
+                self._probe_brokers(client)
             if self._missing_topics:
                 self._look_for_missing_topics(client)
             if self._pending_error is not None:

@@ -32,6 +32,10 @@ _ERRORS: dict[int, type[KafkaError]] = {
     RdKafkaError._TRANSPORT: KafkaConnectionError,
     RdKafkaError._ALL_BROKERS_DOWN: KafkaConnectionError,
     RdKafkaError._RESOLVE: KafkaConnectionError,
+    # The group's coordinator cannot be reached (aiokafka: CoordinatorNotAvailable...).
+    RdKafkaError._WAIT_COORD: KafkaConnectionError,
+    RdKafkaError.COORDINATOR_NOT_AVAILABLE: KafkaConnectionError,
+    RdKafkaError.NOT_COORDINATOR: KafkaConnectionError,
     RdKafkaError._TIMED_OUT: KafkaTimeoutError,
     RdKafkaError._MSG_TIMED_OUT: KafkaTimeoutError,
     RdKafkaError.REQUEST_TIMED_OUT: KafkaTimeoutError,

@@ -1,21 +1,56 @@
-"""librdkafka's structs to and from kstreams' value types, on the worker thread."""
+"""librdkafka's structs to and from kstreams' value types, and its first metadata request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_INVALID,
     TIMESTAMP_LOG_APPEND_TIME,
     TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
     Message,
+    Producer,
 )
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import TopicPartition as RdTopicPartition
 
+from kstreams.backends.connecting import (
+    RETRY_EVERY_S,
+    log_attempt,
+    servers_text,
+    start_timeout_s,
+    unreachable,
+)
 from kstreams.ports import RawRecord, RecordBatch
 from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, ConsumerRecord, TopicPartition
+
+
+def first_metadata(
+    client: Consumer | Producer, what: str, properties: Mapping[str, Any], request_timeout_s: float
+) -> Any:
+    """The cluster's metadata (a ``ClusterMetadata``), once a broker answers.
+
+    Tried as :mod:`kstreams.backends.connecting` says.
+    """
+    servers = servers_text(properties.get("bootstrap.servers"))
+    bound_s = start_timeout_s(request_timeout_s)
+    began = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        left = bound_s - (time.monotonic() - began)
+        try:
+            return client.list_topics(timeout=max(0.1, min(left, RETRY_EVERY_S)))
+        except KafkaException as exc:
+            cause: object = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc
+            waited = time.monotonic() - began
+            if waited >= bound_s:
+                raise unreachable(what, servers, waited, cause) from exc
+            log_attempt(what, servers, attempt, waited, cause)
 
 
 def rd(partition: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicPartition:

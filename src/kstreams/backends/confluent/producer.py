@@ -27,10 +27,10 @@ from kstreams.backends.confluent.errors import (
     translate,
     translate_exception,
 )
+from kstreams.backends.confluent.messages import first_metadata
 from kstreams.exceptions import (
     ConfigError,
     IllegalStateError,
-    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     ProducerClosedError,
@@ -207,12 +207,7 @@ class ConfluentProducer:
             producer = Producer(properties)
         except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(f"confluent-kafka rejected the producer settings: {exc}") from exc
-        try:
-            producer.list_topics(timeout=self._config.request_timeout_s)
-        except KafkaException as exc:
-            raise KafkaConnectionError(
-                f"no broker answered within {self._config.request_timeout_s:g} s: {exc}"
-            ) from exc
+        first_metadata(producer, "confluent producer", properties, self._config.request_timeout_s)
         if self._config.transactional:
             try:
                 producer.init_transactions(self._config.request_timeout_s)
