@@ -115,6 +115,12 @@ class StreamEngine:
         """
         # Check before the function is seen, so the error points at the decorator line.
         Stream._check_options(options)
+        # What the backend cannot honour is reported now too, not at start
+        # (when, with the broker down, a connection error would hide it).
+        # getattr: a Backend written before the method existed has no checks.
+        check_backend = getattr(self.backend, "check_consumer_options", None)
+        if check_backend is not None:
+            check_backend(group_id=group_id, options=options)
 
         def decorator(func: Callable[..., Any]) -> Stream:
             stream = Stream(

@@ -36,11 +36,6 @@ from kstreams.test_utils import TestStreamClient, TopicManager
 from kstreams.types import Headers
 from tests.compat.conftest import Certs
 
-PENDING_MUTABLE_RECORD = pytest.mark.xfail(
-    strict=True,
-    reason="pending: assignable ConsumerRecord (`cr.value = data`), adapters helper (issue 12)",
-)
-
 
 @dataclass
 class EventStore:
@@ -223,7 +218,6 @@ async def test_json_serialization_example_raw_path() -> None:
     assert json.loads(json_record.value) == {"message": "Hello world!"}
 
 
-@PENDING_MUTABLE_RECORD
 async def test_json_serialization_example_middleware_path() -> None:
     """json-serialization: JsonDeserializerMiddleware assigns `cr.value` (also the avro and
     confluent examples' deserializer middlewares)."""
