@@ -72,6 +72,14 @@ class StreamEngine:
     def started(self) -> bool:
         return self._started
 
+    @property
+    def ready(self) -> bool:
+        """Started, and every stream the engine runs is :attr:`Stream.ready`: the answer
+        for a readiness probe (a stream stopped by its error policy makes it False)."""
+        return self._started and all(
+            stream.ready for stream in self._streams.values() if not stream.is_generator
+        )
+
     def _use_backend(self, backend: Backend) -> None:
         """Build the next consumers and producer on ``backend`` (``TestStreamClient`` swaps
         a service onto the memory backend this way). Only while stopped."""
