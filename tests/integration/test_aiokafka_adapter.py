@@ -15,12 +15,9 @@ from kstreams import exceptions as kerrors
 from kstreams.backends.aiokafka import AiokafkaConsumer, AiokafkaProducer
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, ConsumerRecord, RecordMetadata, TopicPartition
-from tests.broker import free_port
+from tests.broker import free_port, group_timings
 
 pytestmark = pytest.mark.integration
-
-# A group join takes about half the session timeout on Tansu.
-GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
 
 PortT = TypeVar("PortT", AiokafkaConsumer, AiokafkaProducer)
 
@@ -37,7 +34,7 @@ async def started(port: PortT) -> AsyncIterator[PortT]:
 def consumer(bootstrap: str, group_id: str | None = None, **options: Any) -> AiokafkaConsumer:
     options.setdefault("auto_offset_reset", "earliest")
     if group_id is not None:
-        options = {**GROUP_TIMINGS, **options}
+        options = {**group_timings(bootstrap), **options}
     return AiokafkaConsumer(group_id=group_id, bootstrap_servers=bootstrap, **options)
 
 
@@ -233,8 +230,8 @@ async def test_seek_moves_the_position_and_the_next_record(
             port.seek(tp, -1)
 
 
-@pytest.mark.xfail(
-    strict=True,
+@pytest.mark.broker_xfail(
+    "tansu",
     raises=AssertionError,
     reason="Tansu answers ListOffsets 'latest' with the last batch's base offset + 1",
 )
