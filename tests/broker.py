@@ -189,3 +189,26 @@ def embedded_broker(kind: str) -> Iterator[str]:
     start = {"tansu": tansu_broker, "noida": noida_broker}[kind]
     with start() as bootstrap:
         yield bootstrap
+
+
+#: The partition count Tansu gives a topic it auto-creates. Kafka's default is 1
+#: (num.partitions), as on noida-db: tests that need several partitions create
+#: their topic with this count first, so they mean the same on every broker.
+AUTO_CREATED_PARTITIONS = 4
+
+
+async def create_topic(
+    bootstrap: str, topic: str, partitions: int = AUTO_CREATED_PARTITIONS
+) -> None:
+    """Create ``topic`` with ``partitions`` partitions, unless it exists."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
