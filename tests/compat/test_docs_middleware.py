@@ -245,11 +245,6 @@ async def test_an_old_style_deserializer_returning_a_new_record() -> None:
     assert values == ["test"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: assignable ConsumerRecord (adapters, issue 12) and a fresh record per fetch "
-    "from the memory backend so the log keeps its bytes (eos)",
-)
 async def test_json_deserializer_middleware_assigns_the_value() -> None:
     """The page's JsonDeserializerMiddleware sets `cr.value = data` and passes the record on."""
 

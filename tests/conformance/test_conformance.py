@@ -198,7 +198,7 @@ async def test_auto_offset_reset_latest_skips_what_was_there(
     harness: Harness, unique: str, collector: Collector, request: pytest.FixtureRequest
 ) -> None:
     """With latest and no commit, a new group reads only what is produced after it joined."""
-    if harness.real and not harness.external:
+    if harness.broker == "tansu":
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
@@ -291,6 +291,12 @@ async def test_failed_record_is_not_committed_and_comes_back(
     assert await first_offset_seen(harness, topic, group) == 2
 
 
+@pytest.mark.broker_xfail(
+    "noida",
+    raises=(TimeoutError, AssertionError),
+    reason="noida-db answers a commit made during a rebalance (the revoke callback's) with "
+    "ILLEGAL_GENERATION, and the group then never hands the leaver's partitions over",
+)
 async def test_two_engines_split_a_group_and_hand_over_on_stop(
     harness: Harness, unique: str
 ) -> None:

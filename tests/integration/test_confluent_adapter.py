@@ -26,18 +26,23 @@ from kstreams.exceptions import (
 )
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, TopicPartition
-from tests.broker import free_port
+from tests.broker import create_topic, free_port, group_timings
 from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
 
-# Short group timings (a join on Tansu takes about half the session timeout), and
-# short fetch long-polls so seeks and offset queries are not queued behind them.
-GROUP_TIMINGS = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 100}
+# Short fetch long-polls so seeks and offset queries are not queued behind them;
+# the group timings are the broker's (group_timings).
+GROUP_TIMINGS = {"fetch_max_wait_ms": 100}
 
 
 def consumer(bootstrap: str, group_id: str | None, **options: Any) -> ConfluentConsumer:
-    options = {"auto_offset_reset": "earliest", **GROUP_TIMINGS, **options}
+    options = {
+        "auto_offset_reset": "earliest",
+        **group_timings(bootstrap),
+        **GROUP_TIMINGS,
+        **options,
+    }
     return ConfluentConsumer(group_id=group_id, bootstrap_servers=bootstrap, **options)
 
 
@@ -107,6 +112,7 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
 ) -> None:
     """A record comes back with its key, value, repeated headers and create timestamp."""
     topic = f"round-trip-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     headers = [("trace", b"1"), ("trace", b"2"), ("kind", b"")]
     delivered = await producer.send(
         topic, b"value", key=b"key", partition=1, timestamp_ms=1_700_000_000_123, headers=headers
@@ -159,11 +165,18 @@ async def test_commit_is_where_a_new_consumer_resumes(
         await second.stop()
 
 
+@pytest.mark.broker_xfail(
+    "noida",
+    raises=AssertionError,
+    reason="noida-db answers a commit made during a rebalance (the revoke callback's) with "
+    "ILLEGAL_GENERATION, and the group then does not settle",
+)
 async def test_listener_commits_inside_revoke_without_deadlock(
     kafka_bootstrap: str, unique: str, producer: ConfluentProducer
 ) -> None:
     """A listener that commits and reads positions in a rebalance runs, and its commit is seen."""
     topic, group = f"rebalance-{unique}", f"g-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     for partition in range(4):
         await produce(producer, topic, 3, partition=partition)
     listener = Listener()
@@ -224,6 +237,7 @@ async def test_seek_inside_on_assigned_takes_effect(
 ) -> None:
     """A seek made by the listener right after assignment is where fetching starts."""
     topic = f"seek-assign-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     tp = TopicPartition(topic, 2)
     await produce(producer, topic, 5, partition=2)
 
@@ -303,6 +317,7 @@ async def test_no_group_assigns_every_partition_and_cannot_commit(
 ) -> None:
     """Without a group_id all partitions are assigned at start, and commits are refused."""
     topic = f"nogroup-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     await produce(producer, topic, 2, partition=3)
     reader = consumer(kafka_bootstrap, None)
     reader.subscribe([topic])
@@ -436,6 +451,7 @@ async def test_keyed_records_land_where_aiokafka_puts_them(
 ) -> None:
     """A keyed record without a partition lands where aiokafka's murmur2 partitioner puts it."""
     topic = f"keys-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     partitions = sorted(await producer.partitions_for(topic))
     assert len(partitions) == 4
     for number in range(40):
@@ -444,8 +460,8 @@ async def test_keyed_records_land_where_aiokafka_puts_them(
         assert metadata.partition == DefaultPartitioner()(key, partitions, partitions)
 
 
-@pytest.mark.xfail(
-    strict=True,
+@pytest.mark.broker_xfail(
+    "tansu",
     raises=AssertionError,
     reason="Tansu answers ListOffsets 'latest' with the last batch's base offset + 1 "
     "(end_offsets, seek_to_end)",
@@ -492,6 +508,12 @@ class Recording:
         return call
 
 
+@pytest.mark.broker_xfail(
+    "noida",
+    raises=AssertionError,
+    reason="noida-db answers a commit made during a rebalance (the revoke callback's) with "
+    "ILLEGAL_GENERATION, and the group then does not settle",
+)
 async def test_one_worker_thread_makes_every_consumer_call(
     kafka_bootstrap: str, unique: str, producer: ConfluentProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -599,14 +621,16 @@ async def test_a_stuck_listener_does_not_stall_the_rebalance_forever(
         async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
             await never.wait()
 
-    reader = consumer(kafka_bootstrap, f"g-{unique}", max_poll_interval_ms=2000)
+    # librdkafka wants max_poll_interval_ms >= session_timeout_ms, which some brokers keep >= 6 s.
+    poll_ms = max(2000, group_timings(kafka_bootstrap)["session_timeout_ms"])
+    reader = consumer(kafka_bootstrap, f"g-{unique}", max_poll_interval_ms=poll_ms)
     reader.subscribe([topic], listener=Stuck())
     await reader.start()
     try:
         began = time.monotonic()
         assert [r.offset for r in await drain(reader, 2)] == [0, 1]
-        assert time.monotonic() - began >= 1.0
-        assert "on_partitions_assigned did not return within 1.0 s" in caplog.text
+        assert time.monotonic() - began >= poll_ms / 2000
+        assert f"on_partitions_assigned did not return within {poll_ms / 2000:.1f} s" in caplog.text
     finally:
         await reader.stop()
 
@@ -685,6 +709,7 @@ async def test_producer_applies_serializers_partitioner_and_flush(
 ) -> None:
     """aiokafka-style serializers and a custom partitioner are applied; flush settles every send."""
     topic = f"custom-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     seen: list[tuple[bytes | None, list[int], list[int]]] = []
 
     def last_partition(key: bytes | None, every: list[int], available: list[int]) -> int:
