@@ -52,12 +52,14 @@ async def within(awaitable: Awaitable[T], timeout_s: float = BOUND_S) -> T:
 class Member:
     """One engine of the group, with one stream on topic "t" and its recording port."""
 
-    def __init__(self, cluster: MemoryCluster, name: str, handler: Handler, **options: Any):
+    def __init__(
+        self, cluster: MemoryCluster, name: str, handler: Handler, topic: str = "t", **options: Any
+    ):
         self.backend = RecordingBackend(Memory(cluster=cluster))
         self.engine: StreamEngine = create_engine(backend=self.backend, title=name)
         options.setdefault("auto_offset_reset", "earliest")
         self.stream: Stream = self.engine.stream(
-            "t", group_id="g", client_id=f"member-{name}", **options
+            topic, group_id="g", client_id=f"member-{name}", **options
         )(handler)
 
     @property
@@ -481,6 +483,71 @@ async def test_a_pause_or_seek_during_a_fetch_that_moves_the_partition_keeps_the
         assert a.stream.running
         assert a.stream.error is None
     assert seen == {"a": [(0, 0)], "b": [(1, 0)]}
+
+
+@pytest.mark.parametrize("action", ["pause", "seek"])
+async def test_a_pause_or_seek_while_rejoining_is_refused_at_once_not_applied_later(
+    action: str,
+) -> None:
+    """A handler that pauses or seeks its partition after the revoke gave up on it, while
+    the member rejoins and its client still lists the partition (as aiokafka's does), gets
+    IllegalStateError from the call; nothing is applied to the partition once it is another
+    member's, and the stream keeps running."""
+    cluster = MemoryCluster()
+    cluster.create_topic("t", partitions=3)
+    t0, s0 = TopicPartition("t", 0), TopicPartition("s", 0)
+    gate = Gate()
+    refused: list[bool] = []
+    acted = asyncio.Event()
+    got_s0 = asyncio.Event()
+    async with Group(cluster) as group:
+
+        async def on_a(cr: ConsumerRecord[bytes, bytes]) -> None:
+            if cr.topic == "s":
+                got_s0.set()
+                return
+            await gate.wait()
+            consumer = a.stream.consumer
+            assert consumer is not None
+            try:
+                if action == "pause":
+                    consumer.pause(t0)
+                else:
+                    consumer.seek(t0, 0)
+            except IllegalStateError:
+                refused.append(True)
+            acted.set()
+
+        async def on_b(cr: ConsumerRecord[bytes, bytes]) -> None: ...
+
+        # Round-robin over "t" gives a t[0] and t[2]; once "s" exists, a gets s[0] and t[1].
+        pattern = {"topic": "s|t", "subscribe_by_pattern": True}
+        a = group.member("a", on_a, rebalance_timeout_ms=SHORT_REBALANCE_MS, **pattern)
+        b = group.member("b", on_b, **pattern)
+        await a.engine.start()
+        await within(b.engine.start())
+        await within(a.port.wait_for_callback("assign.end", t0, count=2))
+        await within(b.port.wait_for_callback("assign.end", P1))
+        cluster.append("t", b"x", partition=0)
+        await within(gate.reached.wait())
+        b_fetch = b.port.hold_next_fetch()  # b rejoins only once released
+        await within(b_fetch.entered.wait())
+        a.port.lag_assignment = True
+        cluster.create_topic("s", partitions=1)
+        await within(a.port.wait_for_callback("revoke.end", t0, count=2))  # after the drain timeout
+        assert t0 in a.port.assignment()  # the client's stale view while a rejoins
+        gate.open()
+        await within(acted.wait())
+        b_fetch.release()
+        await within(a.port.wait_for_callback("assign.end", s0))
+        cluster.append("s", b"y", partition=0)
+        try:
+            await within(got_s0.wait())
+        except TimeoutError:
+            pytest.fail(f"stream a stopped: {a.stream.error!r}")
+        assert a.stream.running
+        assert a.stream.error is None
+    assert refused == [True]
 
 
 # -- defect 11: ownership is the consumer's own record ----------------------
