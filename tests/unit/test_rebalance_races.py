@@ -363,11 +363,6 @@ async def test_a_graceful_stop_during_a_revoke_keeps_manual_commit_progress() ->
         assert cluster.committed("g", P0) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: lead — the memory backend's first join reports an empty revoke and the "
-    "consumer passes it on to the user's listener (real clients never do)",
-)
 async def test_a_first_join_reports_no_empty_revoke() -> None:
     """A member's first join tells its listener only of its assignment: no revoke of nothing
     before it, one revoke of everything on stop."""
