@@ -86,9 +86,13 @@ def short_commit_bound(monkeypatch: pytest.MonkeyPatch) -> float:
     return 0.2
 
 
-async def test_stop_returns_when_the_final_commit_never_answers(short_commit_bound: float) -> None:
-    """A commit that never returns (broker gone) is bounded: stop() still closes the client."""
-    backend = BrokerGone(filled(3), hang=True)
+@pytest.mark.parametrize("broken", ["hang", "fail"])
+async def test_stop_is_bounded_and_closes_whatever_the_final_commit_does(
+    broken: str, short_commit_bound: float
+) -> None:
+    """A final commit that never returns or raises (broker gone) is bounded and logged:
+    stop() still closes the client and running is False."""
+    backend = BrokerGone(filled(3), hang=broken == "hang", fail=broken == "fail")
     engine = create_engine(backend=backend)
     seen = Seen()
 
@@ -100,24 +104,6 @@ async def test_stop_returns_when_the_final_commit_never_answers(short_commit_bou
     await seen.until(3)
     backend.broken = True
     await asyncio.wait_for(engine.stop(), short_commit_bound + 2)
-    assert not handle.running
-    assert ("consumer.stop", "g#0") in backend.log
-
-
-async def test_a_failing_final_commit_still_closes_and_stops(short_commit_bound: float) -> None:
-    """A final commit that raises is logged; the client is closed and running is False."""
-    backend = BrokerGone(filled(3), fail=True)
-    engine = create_engine(backend=backend)
-    seen = Seen()
-
-    @engine.stream("t", group_id="g", auto_offset_reset="earliest")
-    async def handle(cr: ConsumerRecord[bytes, bytes]) -> None:
-        seen.add(cr.offset)
-
-    await engine.start()
-    await seen.until(3)
-    backend.broken = True
-    await asyncio.wait_for(engine.stop(), 5)
     assert not handle.running
     assert ("consumer.stop", "g#0") in backend.log
 
