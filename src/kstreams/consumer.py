@@ -278,7 +278,8 @@ class StreamConsumer(Fetcher):
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         """Hand out nothing more of ``revoked``, let their records in hand finish, commit
         what was handled, then tell the user's listener."""
-        if self._port_closing:
+        if self._port_closing or not revoked:
+            # An empty revoke tells nobody anything (real clients never send one).
             return
         parts = [p for tp in revoked if (p := self._parts.get(tp)) is not None]
         self._in_rebalance = True

@@ -73,6 +73,14 @@ class StreamEngine:
     def started(self) -> bool:
         return self._started
 
+    @property
+    def ready(self) -> bool:
+        """Started, and every stream the engine runs is :attr:`Stream.ready`: the answer
+        for a readiness probe (a stream stopped by its error policy makes it False)."""
+        return self._started and all(
+            stream.ready for stream in self._streams.values() if not stream.is_generator
+        )
+
     def _use_backend(self, backend: Backend) -> None:
         """Build the next consumers and producer on ``backend`` (``TestStreamClient`` swaps
         a service onto the memory backend this way). Only while stopped."""
@@ -125,6 +133,12 @@ class StreamEngine:
             initial_offsets=initial_offsets,
         )
         Stream._check_options(options)
+        # What the backend cannot honour is reported now too, not at start
+        # (when, with the broker down, a connection error would hide it).
+        # getattr: a Backend written before the method existed has no checks.
+        check_backend = getattr(self.backend, "check_consumer_options", None)
+        if check_backend is not None:
+            check_backend(group_id=group_id, options=options)
 
         def decorator(func: Callable[..., Any]) -> Stream:
             check_handler(func)

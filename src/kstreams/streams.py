@@ -197,6 +197,7 @@ class Stream(HandlerRunning):
             listener=StreamListener(self),
             commit_timeout_s=fetcher.COMMIT_TIMEOUT_S,
             close_timeout_s=fetcher.CLOSE_TIMEOUT_S,
+            outage_warning_s=fetcher.OUTAGE_WARNING_S,
         )
         if self.subscribe_by_pattern:
             port.subscribe(pattern=self.topics[0], listener=consumer)
@@ -336,6 +337,16 @@ class Stream(HandlerRunning):
         consumer = self.consumer
         if consumer is not None and not consumer.closed:
             await consumer.close()
+
+    @property
+    def ready(self) -> bool:
+        """Running, and its consumer reaches the cluster: what a readiness probe asks.
+
+        False once the stream stopped (an error policy included) and while no
+        broker has been reachable for ``kstreams.fetcher.OUTAGE_WARNING_S``.
+        """
+        consumer = self.consumer
+        return self.running and consumer is not None and consumer.reachable
 
     @property
     def is_generator(self) -> bool:

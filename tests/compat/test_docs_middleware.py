@@ -14,11 +14,6 @@ from kstreams.middleware.middleware import ExceptionMiddleware, MiddlewareProtoc
 from kstreams.test_utils import TestStreamClient
 from kstreams.types import Headers
 
-PENDING_MUTABLE_RECORD = pytest.mark.xfail(
-    strict=True,
-    reason="pending: assignable ConsumerRecord (`cr.value = data`), adapters helper (issue 12)",
-)
-
 
 async def test_a_middleware_runs_before_the_handler() -> None:
     """A BaseMiddleware subclass sees each record before the handler, and passes it on."""
@@ -250,11 +245,6 @@ async def test_an_old_style_deserializer_returning_a_new_record() -> None:
     assert values == ["test"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: assignable ConsumerRecord (adapters, issue 12) and a fresh record per fetch "
-    "from the memory backend so the log keeps its bytes (eos)",
-)
 async def test_json_deserializer_middleware_assigns_the_value() -> None:
     """The page's JsonDeserializerMiddleware sets `cr.value = data` and passes the record on."""
 
@@ -286,7 +276,6 @@ async def test_json_deserializer_middleware_assigns_the_value() -> None:
     assert client.get_topic("local--kstreams").records()[0].value == b'{"message": "test"}'
 
 
-@PENDING_MUTABLE_RECORD
 async def test_old_deserializer_of_the_docstring_assigns_the_value() -> None:
     """kpn's Deserializer docstring example mutates and returns the record it was given."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,9 +86,13 @@ def short_commit_bound(monkeypatch: pytest.MonkeyPatch) -> float:
     return 0.2
 
 
-async def test_stop_returns_when_the_final_commit_never_answers(short_commit_bound: float) -> None:
-    """A commit that never returns (broker gone) is bounded: stop() still closes the client."""
-    backend = BrokerGone(filled(3), hang=True)
+@pytest.mark.parametrize("broken", ["hang", "fail"])
+async def test_stop_is_bounded_and_closes_whatever_the_final_commit_does(
+    broken: str, short_commit_bound: float
+) -> None:
+    """A final commit that never returns or raises (broker gone) is bounded and logged:
+    stop() still closes the client and running is False."""
+    backend = BrokerGone(filled(3), hang=broken == "hang", fail=broken == "fail")
     engine = create_engine(backend=backend)
     seen = Seen()
 
@@ -99,24 +104,6 @@ async def test_stop_returns_when_the_final_commit_never_answers(short_commit_bou
     await seen.until(3)
     backend.broken = True
     await asyncio.wait_for(engine.stop(), short_commit_bound + 2)
-    assert not handle.running
-    assert ("consumer.stop", "g#0") in backend.log
-
-
-async def test_a_failing_final_commit_still_closes_and_stops(short_commit_bound: float) -> None:
-    """A final commit that raises is logged; the client is closed and running is False."""
-    backend = BrokerGone(filled(3), fail=True)
-    engine = create_engine(backend=backend)
-    seen = Seen()
-
-    @engine.stream("t", group_id="g", auto_offset_reset="earliest")
-    async def handle(cr: ConsumerRecord[bytes, bytes]) -> None:
-        seen.add(cr.offset)
-
-    await engine.start()
-    await seen.until(3)
-    backend.broken = True
-    await asyncio.wait_for(engine.stop(), 5)
     assert not handle.running
     assert ("consumer.stop", "g#0") in backend.log
 
@@ -512,3 +499,70 @@ async def test_a_normal_stop_of_a_getmany_loop_logs_no_error(
     await seen.until(2)
     await engine.stop()
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+class Warnings(logging.Handler):
+    """Collects WARNING messages and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self._changed.set()
+
+    async def said(self, text: str) -> None:
+        while not any(text in m for m in self.messages):
+            self._changed.clear()
+            await self._changed.wait()
+
+
+async def test_an_outage_is_logged_and_makes_the_engine_not_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No broker reachable for OUTAGE_WARNING_S: a WARNING, and stream.ready / engine.ready turn
+    False; once it is reachable again, a WARNING saying so, and ready again."""
+    monkeypatch.setattr(fetcher_module, "OUTAGE_WARNING_S", 0.2)
+    backend = RecordingBackend(Memory(cluster=filled(1)))
+    engine = create_engine(backend=backend)
+    up = True
+
+    @engine.stream("t", group_id="g", auto_offset_reset="earliest")
+    async def handle(cr: ConsumerRecord[bytes, bytes]) -> None: ...
+
+    await engine.start()
+    backend.consumers[0].connected = lambda: up  # type: ignore[method-assign]
+    assert engine.ready
+    up = False
+
+    warnings = Warnings()
+    logging.getLogger("kstreams").addHandler(warnings)
+    try:
+        await asyncio.wait_for(warnings.said("no broker reachable"), 5)
+        assert not handle.ready
+        assert not engine.ready
+        up = True
+        await asyncio.wait_for(warnings.said("reachable again"), 5)
+    finally:
+        logging.getLogger("kstreams").removeHandler(warnings)
+    assert handle.ready
+    assert engine.ready
+    await engine.stop()
+    assert not engine.ready
+
+
+async def test_a_stream_stopped_by_its_policy_makes_the_engine_not_ready() -> None:
+    """A stream that gave up (STOP policy) leaves the engine running but not ready."""
+    engine = create_engine(backend=Memory(cluster=filled(2)))
+
+    @engine.stream("t", group_id="g", auto_offset_reset="earliest")
+    async def fragile(cr: ConsumerRecord[bytes, bytes]) -> None:
+        raise ValueError("boom")
+
+    await engine.start()
+    await asyncio.wait_for(fragile.stop(), 5)
+    assert engine.started
+    assert not engine.ready
+    await engine.stop()
