@@ -13,7 +13,7 @@ trace continues across services::
     @engine.stream("orders", group_id="shop")
     async def ship(cr: ConsumerRecord) -> None: ...
 
-    instrument(engine)  # after the streams are declared
+    instrument(engine)  # streams declared before or after are traced alike
 
 Spans carry ``messaging.system``, ``messaging.operation.type`` /
 ``.name``, ``messaging.destination.name``,
@@ -23,7 +23,7 @@ the key is text). A handler's exception is recorded on its span, which is
 marked as an error, and propagates unchanged. With ``get_many`` one span
 covers the batch, linked to the context of each record in it. A stream
 iterated with ``async for`` has no handler to wrap: its records are not
-traced (``TracingMiddleware`` can still be given to typed handlers by hand).
+traced (``TracingMiddleware`` can also be given to typed handlers by hand).
 
 Nothing is imported or wrapped until ``instrument`` is called: an engine
 that is not instrumented pays nothing.
@@ -255,35 +255,45 @@ async def _acknowledged(delivery: Awaitable[RecordMetadata], span: trace.Span) -
         span.end()
 
 
+def _trace_stream(stream: Stream, tracer_provider: trace.TracerProvider | None) -> None:
+    if stream.spec.kind is HandlerKind.STREAM or stream.spec.is_generator:
+        return  # an 'async for' stream or a generator has no handler to wrap
+    if any(m.middleware is TracingMiddleware for m in stream.middlewares):
+        return
+    stream.middlewares.insert(0, Middleware(TracingMiddleware, tracer_provider=tracer_provider))
+
+
 def instrument(
     engine: StreamEngine, *, tracer_provider: trace.TracerProvider | None = None
 ) -> StreamEngine:
-    """Trace ``engine``'s producer and the typed handlers of the streams it has now.
-
-    Streams added later get ``Middleware(TracingMiddleware)`` by hand, or by
-    calling ``instrument`` again (which never wraps anything twice). Returns
-    the engine.
-    """
+    """Trace ``engine``'s producer and the typed handlers of its streams, those it has
+    and those added later. Calling it again wraps nothing twice. Returns the engine."""
     tracer = _tracer(tracer_provider)
     producer = engine.producer
     if "enqueue" not in vars(producer):
         client_id = producer.options.get("client_id")
-        # An instance attribute: Producer.send and send_many call self.enqueue.
+        # Instance attributes: Producer.send and send_many call self.enqueue, and
+        # engine.stream(...) calls self.add_stream.
         producer.enqueue = traced_enqueue(  # type: ignore[method-assign,assignment]
             producer.enqueue, tracer, client_id
         )
+    if "add_stream" not in vars(engine):
+        add_stream = engine.add_stream
+
+        def traced_add_stream(stream: Stream, *args: Any, **kwargs: Any) -> None:
+            _trace_stream(stream, tracer_provider)
+            add_stream(stream, *args, **kwargs)
+
+        engine.add_stream = traced_add_stream  # type: ignore[method-assign]
     for stream in engine.streams:
-        if stream.spec.kind is HandlerKind.STREAM or stream.spec.is_generator:
-            continue  # an 'async for' stream or a generator has no handler to wrap
-        if any(m.middleware is TracingMiddleware for m in stream.middlewares):
-            continue
-        stream.middlewares.insert(0, Middleware(TracingMiddleware, tracer_provider=tracer_provider))
+        _trace_stream(stream, tracer_provider)
     return engine
 
 
 def uninstrument(engine: StreamEngine) -> None:
-    """Undo ``instrument``; streams pick the change up when they next start."""
+    """Undo ``instrument``; running streams pick the change up when they next start."""
     vars(engine.producer).pop("enqueue", None)
+    vars(engine).pop("add_stream", None)
     for stream in engine.streams:
         stream.middlewares = [
             m for m in stream.middlewares if m.middleware is not TracingMiddleware

@@ -193,3 +193,29 @@ def test_kstreams_does_not_import_opentelemetry_unless_asked() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+async def test_streams_added_after_instrument_are_traced_too(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """A stream declared after instrument(), even on a running engine, gets its span."""
+    provider, exporter = spans
+    cluster = MemoryCluster()
+    engine = instrument(create_engine(backend=Memory(cluster=cluster)), tracer_provider=provider)
+    await engine.start()
+    handled = asyncio.Event()
+    try:
+
+        @engine.stream("late", group_id="g", auto_offset_reset="earliest")
+        async def late(cr: ConsumerRecord[bytes, bytes]) -> None:
+            handled.set()
+
+        await late.start()
+        await engine.send("late", value=b"x")
+        await asyncio.wait_for(handled.wait(), 5)
+    finally:
+        await engine.stop()
+    assert [m.middleware for m in late.middlewares] == [TracingMiddleware]
+    assert [s.name for s in by_kind(exporter, SpanKind.CONSUMER)] == ["process late"]
+    uninstrument(engine)
+    assert "add_stream" not in vars(engine)
