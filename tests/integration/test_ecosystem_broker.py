@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pydantic
 import pytest
@@ -22,11 +21,10 @@ from kstreams.backends import Aiokafka, Confluent
 from kstreams.opentelemetry import instrument
 from kstreams.ports import Backend
 from kstreams.schema_registry import AvroDeserializer, AvroSerializer
+from tests.broker import group_timings
 
 pytestmark = pytest.mark.integration
 
-# A group join takes about half the session timeout on Tansu.
-GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
 
 ORDER_AVRO = json.dumps(
     {
@@ -63,7 +61,10 @@ def exporter() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
 
 
 async def test_a_trace_and_an_avro_model_cross_a_real_broker(
-    backend: Backend, unique: str, exporter: tuple[TracerProvider, InMemorySpanExporter]
+    backend: Backend,
+    kafka_bootstrap: str,
+    unique: str,
+    exporter: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     """An Avro-encoded Order sent by one traced service is handled as an Order by another,
     inside the sender's trace."""
@@ -77,7 +78,12 @@ async def test_a_trace_and_an_avro_model_cross_a_real_broker(
     receiver = create_engine(backend=backend, deserializer=AvroDeserializer(registry))
     got: asyncio.Queue[Order] = asyncio.Queue()
 
-    @receiver.stream(topic, group_id=f"g-{unique}", auto_offset_reset="earliest", **GROUP_TIMINGS)
+    @receiver.stream(
+        topic,
+        group_id=f"g-{unique}",
+        auto_offset_reset="earliest",
+        **group_timings(kafka_bootstrap),
+    )
     async def handle(cr: ConsumerRecord[bytes, Order]) -> None:
         await got.put(cr.value)
 
