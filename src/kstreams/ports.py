@@ -35,7 +35,7 @@ Errors
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kstreams.records import ConsumerRecord, Headers, RecordMetadata, TopicPartition
@@ -252,6 +252,9 @@ class GroupMetadata:
     generation_id: int
     member_id: str
     group_instance_id: str | None = None
+    #: The client's own metadata object, for an adapter whose client needs it back
+    #: (confluent-kafka's is opaque); the core never looks at it.
+    client_metadata: Any = field(default=None, compare=False, repr=False)
 
 
 class TransactionalConsumerPort(ConsumerPort, Protocol):
