@@ -143,12 +143,10 @@ def _serving(
     """Run ``command`` until the broker answers on ``port``; yield ``host:port``; stop it."""
     # $KSTREAMS_TEST_BROKER_LOGS names a directory to keep each broker's output in.
     logs = os.environ.get("KSTREAMS_TEST_BROKER_LOGS")
-    output = open(Path(logs) / f"{kind}-{port}.log", "wb") if logs else subprocess.DEVNULL  # noqa: SIM115
-    try:
+    keep = open(Path(logs) / f"{kind}-{port}.log", "wb") if logs else None  # noqa: SIM115
+    with keep or contextlib.nullcontext():
+        output = subprocess.DEVNULL if keep is None else keep
         proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    finally:
-        if logs:
-            output.close()  # type: ignore[union-attr]
     bootstrap = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
