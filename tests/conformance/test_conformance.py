@@ -150,7 +150,8 @@ async def test_one_stream_reads_a_list_of_topics(
 async def test_pattern_subscription_picks_up_a_topic_created_later(
     harness: Harness, unique: str, collector: Collector
 ) -> None:
-    """A regex stream reads an existing matching topic and one created after it started."""
+    """A regex stream reads an existing matching topic and one created after it started, and
+    the rebalance that brings the new topic delivers no handled record again."""
     before, after = f"re-{unique}-before", f"re-{unique}-after"
     await harness.create_topic(before, 1)
     engine = harness.engine()
@@ -170,7 +171,10 @@ async def test_pattern_subscription_picks_up_a_topic_created_later(
     await harness.create_topic(after, 1)
     await engine.send(after, value=b"2")
     await collector.wait_for(2)
+    await engine.send(before, value=b"3")
+    await collector.wait_for(3)
     assert {r.topic for r in collector.records} == {before, after}
+    assert sorted(collector.values) == [b"1", b"2", b"3"]
 
 
 async def test_auto_offset_reset_earliest_reads_what_was_there(
@@ -459,8 +463,8 @@ async def test_graceful_stop_lets_the_record_in_hand_finish(harness: Harness, un
 
 
 async def test_async_generator_stream_in_a_context_manager(harness: Harness, unique: str) -> None:
-    """A yielding stream is run by 'async with'; leaving the block stops it and commits what
-    was handled, but not the value in hand."""
+    """A yielding stream is run by 'async with'; leaving the block (a break) stops it and
+    commits every record whose value the caller got, the last one included."""
     topic, group = f"gen-{unique}", f"g-{unique}"
     await harness.create_topic(topic, 1)
     await produce(harness, topic, [b"%d" % i for i in range(5)])
@@ -482,7 +486,7 @@ async def test_async_generator_stream_in_a_context_manager(harness: Harness, uni
                 break
     assert not values.running
     assert got == [b"0", b"1", b"2"]
-    assert await first_offset_seen(harness, topic, group) == 2
+    assert await first_offset_seen(harness, topic, group) == 3
 
 
 async def test_errors_after_stop_and_for_unknown_options(harness: Harness, unique: str) -> None:

@@ -476,3 +476,22 @@ async def test_cancelled_start_closes_the_client(kafka_bootstrap: str, unique: s
         await port.getmany(timeout_ms=10)
     await port.stop()
     gc.collect()  # an unclosed aiokafka client would warn here, and warnings are errors
+
+
+async def test_pattern_topic_created_after_start_is_consumed_within_seconds(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Without metadata_max_age_ms, a new topic matching the pattern is consumed within seconds."""
+    prefix = f"pat-{unique}"
+    await produce(kafka_bootstrap, f"{prefix}-a", 1)
+    port = consumer(kafka_bootstrap, f"group-{unique}")
+    port.subscribe(pattern=rf"{prefix}-.*")
+    async with started(port):
+        first = await collect(port, 1)
+        await port.commit({r.topic_partition: r.offset + 1 for r in first})
+        await produce(kafka_bootstrap, f"{prefix}-b", 1)
+        began = time.monotonic()
+        with anyio.fail_after(8):
+            later = await collect(port, 1)
+        assert time.monotonic() - began < 8
+    assert [r.topic for r in later] == [f"{prefix}-b"]

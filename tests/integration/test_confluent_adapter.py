@@ -12,8 +12,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
-from kstreams.backends import confluent as adapter
 from kstreams.backends.confluent import ConfluentConsumer, ConfluentProducer
+from kstreams.backends.confluent import consumer as loop_side
+from kstreams.backends.confluent import consumer_thread as thread_side
 from kstreams.exceptions import (
     ConsumerStoppedError,
     IllegalOperationError,
@@ -26,6 +27,7 @@ from kstreams.exceptions import (
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, TopicPartition
 from tests.broker import PAST_TIMESTAMP_MS, create_topic, free_port, group_timings
+from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -517,13 +519,13 @@ async def test_one_worker_thread_makes_every_consumer_call(
 ) -> None:
     """Every librdkafka consumer call, callbacks and close included, runs on one non-loop thread."""
     calls: dict[int, list[tuple[str, int]]] = {}
-    real_consumer = adapter.Consumer
+    real_consumer = thread_side.Consumer
 
     def recording_consumer(*args: Any, **kwargs: Any) -> Recording:
         recorded = calls.setdefault(len(calls), [])
         return Recording(real_consumer(*args, **kwargs), recorded)
 
-    monkeypatch.setattr(adapter, "Consumer", recording_consumer)
+    monkeypatch.setattr(thread_side, "Consumer", recording_consumer)
     topic, group = f"threads-{unique}", f"g-{unique}"
     tp = TopicPartition(topic, 0)
     await produce(producer, topic, 4)
@@ -641,16 +643,16 @@ async def test_a_hanging_close_is_bounded(
 ) -> None:
     """If librdkafka's close() hangs, stop() gives up after the bound, logs, and still stops."""
     release = threading.Event()
-    real_consumer = adapter.Consumer
+    real_consumer = thread_side.Consumer
 
     class HangingClose(Recording):
         def close(self) -> None:
             release.wait(10)
             self._real.close()
 
-    monkeypatch.setattr(adapter, "CLOSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(loop_side, "CLOSE_TIMEOUT_S", 0.5)
     monkeypatch.setattr(
-        adapter, "Consumer", lambda *a, **k: HangingClose(real_consumer(*a, **k), [])
+        thread_side, "Consumer", lambda *a, **k: HangingClose(real_consumer(*a, **k), [])
     )
     reader = consumer(kafka_bootstrap, f"g-{unique}")
     reader.subscribe([f"hang-{unique}"])
@@ -672,7 +674,7 @@ async def test_records_of_a_cancelled_getmany_come_with_the_next(
     """Records a cancelled getmany already took from librdkafka are returned by the next one."""
     gate = threading.Event()
     gate.set()
-    real_consumer = adapter.Consumer
+    real_consumer = thread_side.Consumer
 
     class GatedConsume(Recording):
         def consume(self, *args: Any, **kwargs: Any) -> Any:
@@ -680,7 +682,7 @@ async def test_records_of_a_cancelled_getmany_come_with_the_next(
             return self._real.consume(*args, **kwargs)
 
     monkeypatch.setattr(
-        adapter, "Consumer", lambda *a, **k: GatedConsume(real_consumer(*a, **k), [])
+        thread_side, "Consumer", lambda *a, **k: GatedConsume(real_consumer(*a, **k), [])
     )
     topic = f"cancelled-{unique}"
     await produce(producer, topic, 3)
@@ -737,3 +739,115 @@ async def test_producer_applies_serializers_partitioner_and_flush(
         assert [(r.key, r.value) for r in records][:2] == [(b"K0", b"<v0>"), (b"K1", b"<v1>")]
     finally:
         await reader.stop()
+
+
+async def test_subscribed_topic_created_after_start_is_consumed_within_seconds(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A subscribed topic that did not exist at start is consumed within a few seconds of its
+    first record, with the default metadata_max_age_ms (5 min)."""
+    topic = f"late-{unique}"
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        await reader.getmany(timeout_ms=1000)
+        await produce(producer, topic, 1)
+        began = time.monotonic()
+        (record,) = await drain(reader, 1, within_s=8)
+        assert record.topic == topic
+        assert time.monotonic() - began < 8
+    finally:
+        await reader.stop()
+
+
+async def test_pattern_topic_created_after_start_is_consumed_within_seconds(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer
+) -> None:
+    """A topic created after start that the pattern matches is consumed within a few seconds,
+    with the default metadata_max_age_ms (5 min)."""
+    await produce(producer, f"pat-{unique}-a", 1)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe(pattern=f"pat-{unique}-.*")
+    await reader.start()
+    try:
+        first = await drain(reader, 1)
+        assert [r.topic for r in first] == [f"pat-{unique}-a"]
+        # Committed, so the rebalance the new topic causes does not replay it.
+        await reader.commit({r.topic_partition: r.offset + 1 for r in first})
+        await produce(producer, f"pat-{unique}-b", 1)
+        began = time.monotonic()
+        (record,) = await drain(reader, 1, within_s=8)
+        assert record.topic == f"pat-{unique}-b"
+        assert time.monotonic() - began < 8
+    finally:
+        await reader.stop()
+
+
+async def wait_for(
+    condition: Callable[[], bool], reader: ConfluentConsumer, within_s: float
+) -> float:
+    """Fetch (which drives the client) until ``condition``; the seconds it took; bounded."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < within_s, f"not reached within {within_s} s"
+        await reader.getmany(timeout_ms=100)
+    return time.monotonic() - began
+
+
+async def test_start_with_no_broker_names_the_servers_within_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With nothing listening and default timeouts, start() raises KafkaConnectionError naming
+    the bootstrap servers within a few seconds, logging each retry at WARNING."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    reader = ConfluentConsumer(group_id="g", bootstrap_servers=nowhere)
+    reader.subscribe(["t"])
+    writer = ConfluentProducer(bootstrap_servers=nowhere)
+    for port in (reader, writer):
+        began = time.monotonic()
+        with pytest.raises(KafkaConnectionError, match=nowhere):
+            await port.start()
+        assert time.monotonic() - began < 7
+    retries = [r for r in caplog.records if "no broker reachable" in r.getMessage()]
+    assert retries
+    assert all(r.levelname == "WARNING" and nowhere in r.getMessage() for r in retries)
+
+
+async def test_connected_follows_the_broker_going_and_coming_back(unique: str) -> None:
+    """connected() turns False within seconds of the broker dying and True once it is back."""
+    with private_broker() as broker:
+        writer = ConfluentProducer(bootstrap_servers=broker.bootstrap)
+        await writer.start()
+        await produce(writer, f"up-{unique}", 1)
+        await writer.stop()
+        reader = consumer(broker.bootstrap, f"g-{unique}")
+        reader.subscribe([f"up-{unique}"])
+        await reader.start()
+        try:
+            await drain(reader, 1)
+            assert reader.connected()
+            broker.kill()
+            down_after = await wait_for(lambda: not reader.connected(), reader, 20)
+            broker.start()
+            up_after = await wait_for(reader.connected, reader, 20)
+        finally:
+            await reader.stop()
+    assert down_after < 20
+    assert up_after < 20
+
+
+async def test_send_with_the_broker_gone_fails_as_a_connection_error(unique: str) -> None:
+    """A send whose broker died fails with KafkaConnectionError, as on aiokafka."""
+    with private_broker() as broker:
+        writer = ConfluentProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=3000)
+        await writer.start()
+        try:
+            await produce(writer, f"gone-{unique}", 1)
+            broker.kill()
+            began = time.monotonic()
+            with pytest.raises(KafkaConnectionError):
+                await (await writer.send(f"gone-{unique}", b"late", partition=0))
+            assert time.monotonic() - began < 10
+        finally:
+            await writer.stop()
