@@ -1,0 +1,31 @@
+"""Fixtures of the chaos tier: a private broker per module, each scenario on each real backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.chaos.brokers import TansuProcess, private_tansu
+
+
+@pytest.fixture(scope="module")
+def chaos_broker() -> Iterator[TansuProcess]:
+    """A Tansu of this module's own: chaos load never slows another module's broker."""
+    with private_tansu() as broker:
+        yield broker
+
+
+@pytest.fixture(params=["aiokafka", "confluent"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The client library the group members run on."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def names() -> tuple[str, str]:
+    """A topic and a group no other test uses."""
+    suffix = uuid.uuid4().hex[:10]
+    return f"chaos-{suffix}", f"chaos-g-{suffix}"

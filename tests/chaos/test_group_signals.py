@@ -1,0 +1,149 @@
+"""Members of a two-member group killed (SIGKILL) or stopped (SIGTERM) mid-stream, over and over.
+
+20,000 keyed records on 6 partitions (a few thousand in the quick run) are
+produced first; then a member is signalled each time it has handled a
+random share of them since it started, and a new member takes its place at
+once. Afterwards the survivors stop gracefully and a last member drains
+what is left. Every handled record is in some member's ledger: none may be
+missing, and after graceful stops only, none may be there twice.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.brokers import TansuProcess
+from tests.chaos.harness import (
+    GRACEFUL_TIMEOUT_S,
+    Figures,
+    Group,
+    Member,
+    create_topic,
+    full_run,
+    keys,
+    produce,
+    report,
+    wait_until,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.chaos,
+    pytest.mark.timeout(900 if full_run() else 90),
+]
+
+
+@dataclass(frozen=True)
+class Scale:
+    records: int
+    signals: int
+    handle_ms: float
+
+
+SCALE = Scale(20_000, 20, 2.0) if full_run() else Scale(1_500, 3, 2.0)
+STOP_BOUND_S = GRACEFUL_TIMEOUT_S + 10
+DRAIN_TIMEOUT_S = 120.0 if full_run() else 40.0
+
+
+def handled_at_least(member: Member, count: int) -> bool:
+    member.check_alive()
+    return member.handled() >= count
+
+
+def under_fire(
+    broker: TansuProcess, backend: str, names: tuple[str, str], workdir: Path, signum: int
+) -> tuple[Figures, list[float]]:
+    """Run the scenario; its figures and the stop time of every graceful stop."""
+    topic, group_id = names
+    began = time.monotonic()
+    create_topic(broker.bootstrap, topic, partitions=6)
+    expected = keys(0, SCALE.records)
+    produce(broker.bootstrap, topic, expected)
+    group = Group(
+        workdir,
+        backend=backend,
+        bootstrap=broker.bootstrap,
+        topic=topic,
+        group=group_id,
+        handle_ms=SCALE.handle_ms,
+    )
+    rng = random.Random(f"{signum}-{backend}")
+    # Each victim handles a share of the records first: every signal lands mid-stream.
+    step = SCALE.records // (3 * SCALE.signals)
+    members = [group.start(), group.start()]
+    stops: list[float] = []
+    try:
+        for _ in range(SCALE.signals):
+            victim = members.pop(rng.randrange(2))
+            need = rng.randint(step // 2, step)
+            wait_until(
+                lambda victim=victim, need=need: handled_at_least(victim, need),
+                f"member {victim.name} handling {need} records",
+                timeout_s=30,
+            )
+            left = SCALE.records - len(group.seen_keys())
+            assert left > 0, "the records ran out before the signals did: raise records"
+            if signum == signal.SIGKILL:
+                victim.kill()
+                members.append(group.start())
+            else:
+                signalled = time.monotonic()
+                victim.terminate()
+                # The replacement joins while the victim leaves: both rebalances overlap.
+                members.append(group.start())
+                stops.append(victim.wait_stopped(signalled, STOP_BOUND_S))
+        for member in members:
+            member.wait_assigned()
+            stops.append(member.stop(STOP_BOUND_S))
+        last = group.start()
+        wait_until(
+            lambda: handled_at_least(last, 0) and len(group.seen_keys()) >= SCALE.records,
+            "the last member draining the topic",
+            DRAIN_TIMEOUT_S,
+            lambda: f"{len(group.seen_keys())} of {SCALE.records} seen; events "
+            f"{last.events()}; log:\n{last.log.read_text()}",
+        )
+        stops.append(last.stop(STOP_BOUND_S))
+    finally:
+        group.kill_all()
+    tally = group.tally(topic, expected)
+    assert tally.lost == 0, f"{tally.lost} records lost, e.g. {tally.lost_keys}"
+    scenario = "SIGKILL x{}".format if signum == signal.SIGKILL else "SIGTERM x{}".format
+    figures = Figures(
+        scenario=scenario(SCALE.signals),
+        backend=backend,
+        runs=SCALE.signals,
+        records=SCALE.records,
+        lost=tally.lost,
+        duplicated=tally.duplicated,
+        max_stop_s=max(stops) if signum == signal.SIGTERM else None,
+        duration_s=time.monotonic() - began,
+        notes=f"{len(group.members)} members in all",
+    )
+    report(figures)
+    return figures, stops
+
+
+def test_sigkilled_members_lose_nothing(
+    chaos_broker: TansuProcess, backend: str, names: tuple[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL of a member mid-stream, again and again: every record is handled at least once."""
+    figures, _ = under_fire(chaos_broker, backend, names, tmp_path, signal.SIGKILL)
+    assert figures.lost == 0
+
+
+def test_sigtermed_members_lose_and_repeat_nothing(
+    chaos_broker: TansuProcess, backend: str, names: tuple[str, str], tmp_path: Path
+) -> None:
+    """SIGTERM of a member mid-stream, again and again: every record handled exactly once,
+    each stop within its bound."""
+    figures, stops = under_fire(chaos_broker, backend, names, tmp_path, signal.SIGTERM)
+    assert figures.lost == 0
+    assert max(stops) < STOP_BOUND_S
+    assert figures.duplicated == 0, f"{figures.duplicated} records handled twice"
