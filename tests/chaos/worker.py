@@ -33,6 +33,7 @@ from kstreams import (
     TopicPartition,
     create_engine,
 )
+from kstreams.backends import Confluent
 
 TOPIC = os.environ["CHAOS_TOPIC"]
 GROUP = os.environ["CHAOS_GROUP"]
@@ -76,8 +77,14 @@ def record(cr: ConsumerRecord[Any, Any]) -> None:
     _ledger.write(f"{cr.topic} {cr.partition} {cr.offset} {key}\n")
 
 
+backend: Any = None
+if os.environ.get("KSTREAMS_BACKEND") == "confluent" and os.environ.get("CHAOS_RDKAFKA_DEBUG"):
+    # librdkafka's own protocol trace, for when a scenario fails on confluent only.
+    backend = Confluent(extra_config={"debug": os.environ["CHAOS_RDKAFKA_DEBUG"]})
 engine = create_engine(
-    title=f"chaos-{MODE}", deserializer=JsonValues() if MODE == "poison-bytes" else None
+    title=f"chaos-{MODE}",
+    backend=backend,
+    deserializer=JsonValues() if MODE == "poison-bytes" else None,
 )
 middlewares = []
 if MODE.startswith("poison"):
