@@ -213,6 +213,11 @@ class Group:
     def tally(self, topic: str, expected_keys: Iterable[str]) -> Tally:
         return Tally.of([m.ledger for m in self.members], topic, expected_keys)
 
+    def drained_by(self, member: Member, record_keys: Iterable[str]) -> bool:
+        """Every key in some ledger; fails at once if ``member``, the one draining, died."""
+        member.check_alive()
+        return self.seen_keys() >= set(record_keys)
+
     def seen_keys(self) -> set[str]:
         return {key for ledger in self._ledgers() for _, _, _, key in read_ledger(ledger)}
 

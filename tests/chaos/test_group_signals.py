@@ -116,7 +116,7 @@ def under_fire(
             member.terminate()
         stops += [member.wait_stopped(signalled, STOP_BOUND_S) for member in members]
         wait_until(
-            lambda: handled_at_least(last, 0) and len(group.seen_keys()) >= SCALE.records,
+            lambda: group.drained_by(last, expected),
             "the last member draining the topic",
             DRAIN_TIMEOUT_S,
             lambda: f"{len(group.seen_keys())} of {SCALE.records} seen; events "
