@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.broker import free_port, tansu_binary
 
@@ -63,7 +63,7 @@ class BrokerProcess:
 
     kind = ""
     #: Consumer-group timings the broker accepts, as short as it allows.
-    group_timings: dict[str, Any] = {}
+    group_timings: ClassVar[dict[str, Any]] = {}
     #: True if a restarted broker still has its topics, records and offsets.
     durable = False
 
@@ -88,7 +88,9 @@ class BrokerProcess:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self._proc.returncode} before ready")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} did not answer on {self.bootstrap} in {timeout_s}s")
+                raise RuntimeError(
+                    f"{self.kind} did not answer on {self.bootstrap} in {timeout_s}s"
+                )
             time.sleep(0.02)
 
     def kill(self) -> None:
@@ -120,7 +122,6 @@ class BrokerProcess:
             proc.kill()
             proc.wait(timeout=10)
 
-
     def cleanup(self) -> None:
         """Remove what the broker left on disk (after ``stop()``)."""
 
@@ -128,7 +129,10 @@ class BrokerProcess:
 class TansuProcess(BrokerProcess):
     kind = "tansu"
     # A join on Tansu takes about half the session timeout.
-    group_timings = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+    group_timings: ClassVar[dict[str, Any]] = {
+        "session_timeout_ms": 1500,
+        "heartbeat_interval_ms": 300,
+    }
 
     def __init__(self, port: int | None = None) -> None:
         super().__init__(port)
@@ -153,7 +157,10 @@ class TansuProcess(BrokerProcess):
 class NoidaProcess(BrokerProcess):
     kind = "noida"
     # noida-db, like Kafka's group.min.session.timeout.ms, refuses sessions under 6 s.
-    group_timings = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+    group_timings: ClassVar[dict[str, Any]] = {
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 500,
+    }
     durable = True
 
     def __init__(self, port: int | None = None) -> None:

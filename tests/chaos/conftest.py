@@ -15,7 +15,7 @@ from tests.chaos.brokers import BrokerProcess, private_broker
 def chaos_broker(request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
     """A broker of this module's own (its ``CHAOS_BROKER`` kind, or
     ``$KSTREAMS_CHAOS_BROKER``): chaos load never slows another module's broker."""
-    kind = os.environ.get("KSTREAMS_CHAOS_BROKER") or getattr(request.module, "CHAOS_BROKER")
+    kind = os.environ.get("KSTREAMS_CHAOS_BROKER") or request.module.CHAOS_BROKER
     with private_broker(kind) as broker:
         yield broker
 

@@ -178,9 +178,7 @@ class Group:
         self.members: list[Member] = []
 
     def start(self, **overrides: Any) -> Member:
-        member = Member(
-            self.workdir, f"m{len(self.members):03d}", **{**self.settings, **overrides}
-        )
+        member = Member(self.workdir, f"m{len(self.members):03d}", **{**self.settings, **overrides})
         self.members.append(member)
         return member
 
@@ -274,7 +272,7 @@ def keys(start: int, count: int) -> list[str]:
     return [f"k{i:07d}" for i in range(start, start + count)]
 
 
-async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+async def create_topic_async(bootstrap: str, topic: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -284,10 +282,10 @@ async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 6) -> None:
-    asyncio.run(_create_topic(bootstrap, topic, partitions))
+    asyncio.run(create_topic_async(bootstrap, topic, partitions))
 
 
-async def _produce(bootstrap: str, topic: str, batches: Iterable[list[BatchEvent]]) -> None:
+async def produce_batches(bootstrap: str, topic: str, batches: Iterable[list[BatchEvent]]) -> None:
     engine = create_engine(title="chaos-producer", backend=Aiokafka(bootstrap_servers=bootstrap))
     await engine.start()
     try:
@@ -307,7 +305,7 @@ def events(record_keys: list[str], value: Callable[[str], bytes] | None = None) 
 def produce(bootstrap: str, topic: str, record_keys: list[str], batch: int = 1000) -> None:
     """Produce one record per key (value = key), acknowledged before this returns."""
     chunks = [events(record_keys[i : i + batch]) for i in range(0, len(record_keys), batch)]
-    asyncio.run(_produce(bootstrap, topic, chunks))
+    asyncio.run(produce_batches(bootstrap, topic, chunks))
 
 
 class BackgroundProducer:
@@ -327,7 +325,7 @@ class BackgroundProducer:
 
         def run() -> None:
             try:
-                asyncio.run(_produce(bootstrap, topic, ticks()))
+                asyncio.run(produce_batches(bootstrap, topic, ticks()))
             except BaseException as exc:
                 self._error = exc
 

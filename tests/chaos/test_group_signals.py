@@ -92,8 +92,9 @@ def under_fire(
             victim = members.pop(rng.randrange(2))
             need = rng.randint(step // 2, step)
             wait_until(
-                lambda victim=victim, need=need: handled_at_least(victim, need)
-                or len(group.seen_keys()) >= SCALE.records,
+                lambda victim=victim, need=need: (
+                    handled_at_least(victim, need) or len(group.seen_keys()) >= SCALE.records
+                ),
                 f"member {victim.name} handling {need} records",
                 timeout_s=30,
             )
@@ -119,8 +120,10 @@ def under_fire(
             lambda: group.drained_by(last, expected),
             "the last member draining the topic",
             DRAIN_TIMEOUT_S,
-            lambda: f"{len(group.seen_keys())} of {SCALE.records} seen; events "
-            f"{last.events()}; log:\n{last.log.read_text()}",
+            lambda: (
+                f"{len(group.seen_keys())} of {SCALE.records} seen; events "
+                f"{last.events()}; log:\n{last.log.read_text()}"
+            ),
         )
         stops.append(last.stop(STOP_BOUND_S))
     finally:

@@ -13,11 +13,11 @@ from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
     Figures,
     Group,
-    _produce,
     create_topic,
     events,
     full_run,
     keys,
+    produce_batches,
     report,
     wait_until,
 )
@@ -58,7 +58,7 @@ def run_poison(
             return poison
         return good if good is not None else json.dumps(key).encode()
 
-    asyncio.run(_produce(broker.bootstrap, topic, [events(all_keys, value)]))
+    asyncio.run(produce_batches(broker.bootstrap, topic, [events(all_keys, value)]))
     group = Group(workdir, backend=backend, broker=broker, topic=topic, group=group_id)
     # The dead-letter topic is read back by a plain member of another group.
     dead = Group(workdir / "dlq", backend=backend, broker=broker, topic=dlq, group=f"{group_id}-d")
@@ -77,8 +77,10 @@ def run_poison(
             done,
             "the healthy records handled and the pill dead-lettered",
             DRAIN_S,
-            lambda: f"{len(set(healthy) - group.seen_keys())} healthy unseen; dead-lettered: "
-            f"{sorted(dead.seen_keys())}; log:\n{member.log.read_text()[-3000:]}",
+            lambda: (
+                f"{len(set(healthy) - group.seen_keys())} healthy unseen; dead-lettered: "
+                f"{sorted(dead.seen_keys())}; log:\n{member.log.read_text()[-3000:]}"
+            ),
         )
         member.stop()
         reader.stop()

@@ -46,8 +46,9 @@ OPTIONS: dict[str, Any] = json.loads(os.environ.get("CHAOS_OPTIONS", "{}"))
 
 # Line-buffered: every record is one write(2), on disk (page cache) before the
 # handler returns, so even SIGKILL cannot lose a line the harness should see.
+# Open for the life of the process, closed by its exit (or its SIGKILL).
 _ledger: TextIO = LEDGER.open("a", buffering=1)
-_events: TextIO = Path(f"{LEDGER}.events").open("a", buffering=1)
+_events: TextIO = Path(f"{LEDGER}.events").open("a", buffering=1)  # noqa: SIM115
 
 
 class JsonValues:
