@@ -30,7 +30,7 @@ pytestmark = [
 HANDLE_MS = 50
 MAX_POLL_INTERVAL_MS = 3000
 # Each member's share takes several poll intervals to handle (records x 50 ms / 2 members).
-RECORDS = 1_200 if full_run() else 240
+RECORDS = 1_200 if full_run() else 160
 
 
 def test_a_slow_handler_causes_no_rebalance(
@@ -71,11 +71,7 @@ def test_a_slow_handler_causes_no_rebalance(
             member.stop()
     finally:
         group.kill_all()
-    # The stops above revoke once each; nothing may have moved before them.
-    assert rebalances == [[], []], f"rebalanced while handling: {rebalances}"
     tally = group.tally(topic, expected)
-    assert tally.lost == 0, f"{tally.lost} records lost, e.g. {tally.lost_keys}"
-    assert tally.duplicated == 0
     report(
         Figures(
             scenario=f"slow handler {HANDLE_MS} ms, max_poll_interval_ms={MAX_POLL_INTERVAL_MS}",
@@ -85,6 +81,11 @@ def test_a_slow_handler_causes_no_rebalance(
             lost=tally.lost,
             duplicated=tally.duplicated,
             duration_s=handled_s,
-            notes=f"backlog of {backlog_s:.0f}s a member, 0 rebalances while handling it",
+            notes=f"backlog of {backlog_s:.0f}s a member; rebalances while handling it: "
+            f"{sum(map(len, rebalances))}",
         )
     )
+    assert tally.lost == 0, f"{tally.lost} records lost, e.g. {tally.lost_keys}"
+    assert tally.duplicated == 0
+    # The stops above revoke once each; nothing may have moved before them.
+    assert rebalances == [[], []], f"rebalanced while handling: {rebalances}"
