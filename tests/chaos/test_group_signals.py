@@ -51,6 +51,9 @@ class Scale:
 # 5 ms a record keeps the members busy through every signal: a victim that has
 # handled its share signals the group is still mid-stream.
 SCALE = Scale(20_000, 20, 5.0) if full_run() else Scale(1_200, 3, 5.0)
+# Fewer kills in the quick run: each waits a session timeout; graceful stops are the
+# interleaving under test, and three make a duplicate on today's main near certain.
+KILLS = SCALE.signals if full_run() else 2
 PARTITIONS = 6
 STOP_BOUND_S = GRACEFUL_TIMEOUT_S + 10
 DRAIN_TIMEOUT_S = 120.0 if full_run() else 40.0
@@ -80,15 +83,17 @@ def under_fire(
     )
     rng = random.Random(f"{signum}-{backend}")
     # Each victim handles a share of the records first: every signal lands mid-stream.
-    step = SCALE.records // (5 * SCALE.signals)
+    step = SCALE.records // (5 * SCALE.signals)  # the same pace for kills and stops
     # The embedded brokers lose a group whose leader leaves it (docs/chaos.md): the
     # first member to join leads, is never signalled, and is the last one, draining.
     last = group.start()
-    last.wait_assigned()
-    members = [group.start(), group.start()]
+    members: list[Member] = []
     stops: list[float] = []
+    signals = KILLS if signum == signal.SIGKILL else SCALE.signals
     try:
-        for _ in range(SCALE.signals):
+        last.wait_assigned()
+        members += [group.start(), group.start()]
+        for _ in range(signals):
             victim = members.pop(rng.randrange(2))
             need = rng.randint(step // 2, step)
             wait_until(
@@ -131,9 +136,9 @@ def under_fire(
     tally = group.tally(topic, expected)
     scenario = "SIGKILL x{}".format if signum == signal.SIGKILL else "SIGTERM x{}".format
     figures = Figures(
-        scenario=scenario(SCALE.signals),
+        scenario=scenario(signals),
         backend=backend,
-        runs=SCALE.signals,
+        runs=signals,
         records=SCALE.records,
         lost=tally.lost,
         duplicated=tally.duplicated,
