@@ -1,11 +1,12 @@
 """Members of a two-member group killed (SIGKILL) or stopped (SIGTERM) mid-stream, over and over.
 
-20,000 keyed records on 6 partitions (a few thousand in the quick run) are
-produced first; then a member is signalled each time it has handled a
-random share of them since it started, and a new member takes its place at
-once. Afterwards the survivors stop gracefully and a last member drains
-what is left. Every handled record is in some member's ledger: none may be
-missing, and after graceful stops only, none may be there twice.
+At least 20,000 keyed records on 6 partitions (1,200 in the quick run) are
+produced at a steady rate while a member is signalled each time it has
+handled a random share of them since it started, and a new member takes
+its place at once. Afterwards the survivors stop gracefully and the first
+member, never signalled, drains what is left. Every handled record is in
+some member's ledger: none may be missing, and after graceful stops only,
+none may be there twice.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import pytest
 from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
     GRACEFUL_TIMEOUT_S,
+    BackgroundProducer,
     Figures,
     Group,
     Member,
     create_topic,
     full_run,
-    keys,
-    produce,
     report,
     wait_until,
 )
@@ -43,14 +43,14 @@ pytestmark = [
 
 @dataclass(frozen=True)
 class Scale:
-    records: int
+    records: int  #: at least this many are produced, at ``per_second``
     signals: int
     handle_ms: float
+    per_second: int
 
 
-# 5 ms a record keeps the members busy through every signal: a victim that has
-# handled its share signals the group is still mid-stream.
-SCALE = Scale(20_000, 20, 5.0) if full_run() else Scale(1_200, 3, 5.0)
+# Production paces the run: 5 ms a record lets three members keep up with it.
+SCALE = Scale(20_000, 20, 5.0, 300) if full_run() else Scale(1_200, 3, 5.0, 200)
 # Fewer kills in the quick run: each waits a session timeout; graceful stops are the
 # interleaving under test, and three make a duplicate on today's main near certain.
 KILLS = SCALE.signals if full_run() else 2
@@ -71,8 +71,6 @@ def under_fire(
     topic, group_id = names
     began = time.monotonic()
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
-    expected = keys(0, SCALE.records)
-    produce(broker.bootstrap, topic, expected)
     group = Group(
         workdir,
         backend=backend,
@@ -82,29 +80,30 @@ def under_fire(
         handle_ms=SCALE.handle_ms,
     )
     rng = random.Random(f"{signum}-{backend}")
-    # Each victim handles a share of the records first: every signal lands mid-stream.
-    step = SCALE.records // (5 * SCALE.signals)  # the same pace for kills and stops
+    step = SCALE.records // (5 * SCALE.signals)
+    signals = KILLS if signum == signal.SIGKILL else SCALE.signals
     # The embedded brokers lose a group whose leader leaves it (docs/chaos.md): the
     # first member to join leads, is never signalled, and is the last one, draining.
     last = group.start()
     members: list[Member] = []
     stops: list[float] = []
-    signals = KILLS if signum == signal.SIGKILL else SCALE.signals
+    producer: BackgroundProducer | None = None
     try:
         last.wait_assigned()
         members += [group.start(), group.start()]
+        # Produced while the signals go on, so that every one lands mid-stream.
+        producer = BackgroundProducer(
+            broker.bootstrap, topic, per_tick=SCALE.per_second // 10, tick_s=0.1
+        )
         for _ in range(signals):
             victim = members.pop(rng.randrange(2))
+            # The victim handles a share of the records first: it is mid-stream.
             need = rng.randint(step // 2, step)
             wait_until(
-                lambda victim=victim, need=need: (
-                    handled_at_least(victim, need) or len(group.seen_keys()) >= SCALE.records
-                ),
+                lambda victim=victim, need=need: handled_at_least(victim, need),
                 f"member {victim.name} handling {need} records",
                 timeout_s=30,
             )
-            left = SCALE.records - len(group.seen_keys())
-            assert left > 0, "the records ran out before the signals did: raise records"
             if signum == signal.SIGKILL:
                 victim.kill()
                 # The replacement joins while the group still waits for the dead member.
@@ -115,6 +114,12 @@ def under_fire(
             # The replacement joins while the victim leaves: the two rebalances overlap.
             members.append(group.start())
             stops.append(victim.wait_stopped(signalled, STOP_BOUND_S))
+        wait_until(
+            lambda: len(producer.produced) >= SCALE.records,
+            f"{SCALE.records} records produced",
+            SCALE.records / SCALE.per_second + 30,
+        )
+        expected = producer.stop()
         for member in members:
             member.wait_assigned()
         signalled = time.monotonic()
@@ -126,12 +131,14 @@ def under_fire(
             "the last member draining the topic",
             DRAIN_TIMEOUT_S,
             lambda: (
-                f"{len(group.seen_keys())} of {SCALE.records} seen; events "
-                f"{last.events()}; log:\n{last.log.read_text()}"
+                f"{len(set(expected) - group.seen_keys())} of {len(expected)} unseen; "
+                f"events {last.events()[-4:]}; log:\n{last.log.read_text()[-3000:]}"
             ),
         )
         stops.append(last.stop(STOP_BOUND_S))
     finally:
+        if producer is not None:
+            producer.stop()
         group.kill_all()
     tally = group.tally(topic, expected)
     scenario = "SIGKILL x{}".format if signum == signal.SIGKILL else "SIGTERM x{}".format
@@ -139,7 +146,7 @@ def under_fire(
         scenario=scenario(signals),
         backend=backend,
         runs=signals,
-        records=SCALE.records,
+        records=len(expected),
         lost=tally.lost,
         duplicated=tally.duplicated,
         max_stop_s=max(stops) if signum == signal.SIGTERM else None,
