@@ -37,14 +37,19 @@ def wait_until(
     what: str,
     timeout_s: float,
     detail: Callable[[], str] = str,
+    interval_s: float = 0.05,
 ) -> None:
-    """Poll ``condition`` every 20 ms; after ``timeout_s``, ``AssertionError`` naming ``what``
-    and what ``detail()`` says about the state it was stuck in."""
+    """Poll ``condition`` every ``interval_s``; after ``timeout_s``, ``AssertionError``
+    naming ``what`` and what ``detail()`` says about the state it was stuck in."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s:.0f}s. {detail()}")
-        time.sleep(0.02)
+        time.sleep(interval_s)
+
+
+#: For conditions that read every ledger: cheap enough on a shared machine.
+LEDGER_POLL_S = 0.25
 
 
 class Member:

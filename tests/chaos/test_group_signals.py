@@ -22,6 +22,7 @@ import pytest
 from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
     GRACEFUL_TIMEOUT_S,
+    LEDGER_POLL_S,
     BackgroundProducer,
     Figures,
     Group,
@@ -134,6 +135,7 @@ def under_fire(
                 f"{len(set(expected) - group.seen_keys())} of {len(expected)} unseen; "
                 f"events {last.events()[-4:]}; log:\n{last.log.read_text()[-3000:]}"
             ),
+            interval_s=LEDGER_POLL_S,
         )
         stops.append(last.stop(STOP_BOUND_S))
     finally:

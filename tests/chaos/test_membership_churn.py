@@ -11,6 +11,7 @@ import pytest
 from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
     GRACEFUL_TIMEOUT_S,
+    LEDGER_POLL_S,
     BackgroundProducer,
     Figures,
     Group,
@@ -76,6 +77,7 @@ def test_members_joining_and_leaving_lose_nothing(
             "the first member draining the topic",
             60,
             lambda: f"{len(set(produced) - group.seen_keys())} of {len(produced)} unseen",
+            interval_s=LEDGER_POLL_S,
         )
         stops.append(first.stop(STOP_BOUND_S))
     finally:

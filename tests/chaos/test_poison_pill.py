@@ -11,6 +11,7 @@ import pytest
 
 from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
+    LEDGER_POLL_S,
     Figures,
     Group,
     create_topic,
@@ -81,6 +82,7 @@ def run_poison(
                 f"{len(set(healthy) - group.seen_keys())} healthy unseen; dead-lettered: "
                 f"{sorted(dead.seen_keys())}; log:\n{member.log.read_text()[-3000:]}"
             ),
+            interval_s=LEDGER_POLL_S,
         )
         member.stop()
         reader.stop()

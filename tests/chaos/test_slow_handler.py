@@ -9,6 +9,7 @@ import pytest
 
 from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
+    LEDGER_POLL_S,
     Figures,
     Group,
     create_topic,
@@ -64,6 +65,7 @@ def test_a_slow_handler_causes_no_rebalance(
             "the members handling the backlog",
             backlog_s * 3 + 20,
             lambda: f"{len(set(expected) - group.seen_keys())} of {RECORDS} unseen",
+            interval_s=LEDGER_POLL_S,
         )
         rebalances = [m.events()[n:] for m, n in zip(members, settled, strict=True)]
         handled_s = time.monotonic() - began
