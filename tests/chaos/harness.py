@@ -400,8 +400,9 @@ def render_markdown(rows: dict[str, Any]) -> str:
     lines = [
         "# Chaos tier: figures of the last full run",
         "",
-        "Written by `nox -s chaos` (`KSTREAMS_CHAOS=full pytest tests/chaos`); "
-        "see docs/chaos.md for what each scenario does.",
+        "Written by `nox -s chaos` (`KSTREAMS_CHAOS=full pytest -m chaos`); "
+        "see docs/chaos.md for what each scenario does. Durations and stop times "
+        "come from a shared machine under load: they bound, they do not benchmark.",
         "",
         "| scenario | backend | runs | records | lost | duplicated | max stop (s) | took (s) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
