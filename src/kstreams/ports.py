@@ -52,6 +52,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
+from kstreams.exceptions import KafkaError
 from kstreams.records import ConsumerRecord, Headers, RecordMetadata, TopicPartition
 
 #: What a consumer port hands the core: raw bytes, deserialized later.
@@ -230,6 +231,37 @@ class ProducerPort(Protocol):
 
     async def partitions_for(self, topic: str) -> frozenset[int]:
         """The partition numbers of ``topic``."""
+        ...
+
+
+#: What ``BatchSendPort.send_batch`` resolves to: per record, in order, where
+#: the broker stored it or why it failed.
+SendOutcomes = list[RecordMetadata | KafkaError]
+
+
+class BatchSendPort(Protocol):
+    """What a producer port may add to send many records with one completion.
+
+    Optional: ``Producer.send_many`` uses it when the port has it, and calls
+    ``send`` per record otherwise.
+    """
+
+    async def send_batch(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Awaitable[SendOutcomes]:
+        """Enqueue ``(value, key, headers)`` records in order, as ``send`` would each.
+
+        The awaitable resolves once every record is acknowledged or failed,
+        with one outcome per record. A record that cannot be enqueued fails,
+        with the same error, together with every record after it (they are
+        not sent); the ones before it are still delivered. Raises only when
+        nothing was enqueued (e.g. ``ProducerClosedError``).
+        """
         ...
 
 
