@@ -11,7 +11,6 @@ silently.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import itertools
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,6 +30,10 @@ from kstreams.options import (
     heartbeat_interval_ms,
     metadata_max_age_ms,
 )
+
+#: The start of the ``client.id`` kstreams gives a client when ``client_id`` is
+#: not: the broker's logs and quotas then name kstreams, not another library.
+CLIENT_ID_PREFIX = "kstreams"
 
 #: ``consume(num_messages=...)`` when ``max_poll_records`` is not given.
 DEFAULT_BATCH_SIZE = 500
@@ -170,7 +173,7 @@ def consumer_config(
 
     properties: dict[str, Any] = {
         "bootstrap.servers": _bootstrap(options.get("bootstrap_servers")),
-        "client.id": opt("client_id", f"aiokafka-{importlib.metadata.version('aiokafka')}"),
+        "client.id": opt("client_id", f"{CLIENT_ID_PREFIX}-consumer"),
         # librdkafka cannot consume without a group id; a consumer without
         # one gets a private group it never joins nor commits to.
         "group.id": group_id if group_id is not None else f"kstreams-nogroup-{uuid.uuid4().hex}",
@@ -255,7 +258,7 @@ def producer_config(
         "bootstrap.servers": _bootstrap(options.get("bootstrap_servers")),
         "client.id": client_id
         if client_id is not None
-        else f"aiokafka-producer-{next(_PRODUCER_IDS)}",
+        else f"{CLIENT_ID_PREFIX}-producer-{next(_PRODUCER_IDS)}",
         "topic.metadata.refresh.interval.ms": opt("metadata_max_age_ms", 300000),
         "request.timeout.ms": request_timeout_ms,
         "socket.timeout.ms": request_timeout_ms,
