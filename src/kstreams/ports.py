@@ -94,8 +94,10 @@ class ConsumerPort(Protocol):
     async def start(self) -> None:
         """Connect and join the group.
 
-        Raises ``KafkaConnectionError`` when no broker answers within the
-        client's ``request_timeout_ms``, instead of waiting forever.
+        Raises ``KafkaConnectionError`` naming the bootstrap servers when no
+        broker answered within 5 s (``request_timeout_ms`` if shorter),
+        retrying every second meanwhile and logging each try at WARNING
+        (:mod:`kstreams.backends.connecting`), instead of waiting forever.
         """
         ...
 
@@ -199,7 +201,8 @@ class ProducerPort(Protocol):
     """A producer. ``start`` before use; ``stop`` flushes, then closes."""
 
     async def start(self) -> None:
-        """Connect. Raises ``KafkaConnectionError`` when no broker answers in time."""
+        """Connect. Raises ``KafkaConnectionError`` when no broker answers in time
+        (as ``ConsumerPort.start`` says)."""
         ...
 
     async def stop(self) -> None:
