@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kstreams import ConsumerRecord
-from kstreams.records import CREATE_TIME, TopicPartition
+from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, RecordMetadata, TopicPartition
 
 
 def record(**changes: Any) -> ConsumerRecord[bytes | None, bytes | None]:
@@ -93,3 +93,14 @@ def test_topic_partition_and_pickling() -> None:
     cr = record()
     assert cr.topic_partition == TopicPartition("t", 1)
     assert pickle.loads(pickle.dumps(cr)) == cr
+
+
+def test_record_metadata_stays_a_frozen_hashable_value() -> None:
+    """RecordMetadata compares and hashes by value, defaults to CREATE_TIME, and is read-only."""
+    metadata = RecordMetadata("t", 1, 5, 1_700_000_000_000)
+    assert metadata == RecordMetadata("t", 1, 5, 1_700_000_000_000, CREATE_TIME)
+    assert hash(metadata) == hash(RecordMetadata("t", 1, 5, 1_700_000_000_000))
+    assert RecordMetadata("t", 1, 5, 0, LOG_APPEND_TIME).timestamp_type == LOG_APPEND_TIME
+    assert metadata.topic_partition == TopicPartition("t", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        metadata.offset = 6  # type: ignore[misc]
