@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
@@ -861,3 +862,23 @@ async def test_send_many_is_one_batch_delivering_what_came_before_a_failure(
         await reader.stop()
     assert values[-1] == b"ok-0"
     assert b"no" not in values
+
+
+async def test_send_many_larger_than_the_client_queue_waits_for_room(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """A batch larger than librdkafka's local queue is enqueued as deliveries make room."""
+    topic = f"room-{unique}"
+    engine = create_engine(
+        backend=Confluent(
+            bootstrap_servers=kafka_bootstrap, extra_config={"queue.buffering.max.messages": 10}
+        )
+    )
+    await engine.start()
+    try:
+        events = [BatchEvent(value=f"v{n}".encode()) for n in range(300)]
+        with anyio.fail_after(20):
+            metadata = await engine.send_many(topic, events, partition=0)
+    finally:
+        await engine.stop()
+    assert [m.offset for m in metadata] == list(range(300))

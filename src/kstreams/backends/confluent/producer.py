@@ -194,6 +194,7 @@ class ConfluentProducer:
                     every, available = await self._partitions(topic)
                     target = config.partitioner(key, every, available)
                 on_delivery = batch.callback(index)
+                deadline: float | None = None
                 while True:
                     try:
                         produce(
@@ -207,7 +208,9 @@ class ConfluentProducer:
                         )
                         break
                     except BufferError:
-                        await self._wait_for_room(time.monotonic() + config.request_timeout_s)
+                        if deadline is None:
+                            deadline = time.monotonic() + config.request_timeout_s
+                        await self._wait_for_room(deadline)
                         produce = self._running().produce
             except KafkaException as exc:
                 batch.fail_from(index, translate_exception(exc))
