@@ -160,7 +160,13 @@ CONSUMER_CASES = [
     Case(
         "max_partition_fetch_bytes",
         {"max_partition_fetch_bytes": 4096},
-        {"max.partition.fetch.bytes": 4096},
+        {"max.partition.fetch.bytes": 4096, "queued.max.messages.kbytes": 1024},
+    ),
+    Case(
+        "max_partition_fetch_bytes",
+        {"max_partition_fetch_bytes": 10 * 1048576 + 1},
+        {"queued.max.messages.kbytes": 10 * 1024 + 1},
+        id="max_partition_fetch_bytes-bounds-the-prefetch-queue",
     ),
     Case(
         "request_timeout_ms",
