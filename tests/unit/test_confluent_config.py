@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.metadata
 import json
 import ssl
 import time
@@ -23,15 +22,15 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner
 
-from kstreams.backends import confluent_config
-from kstreams.backends.confluent_config import (
+from kstreams.backends.confluent import security
+from kstreams.backends.confluent.config import (
     ConsumerConfig,
     ProducerConfig,
     consumer_config,
     producer_config,
     subscription_pattern,
-    token_expiry,
 )
+from kstreams.backends.confluent.security import token_expiry
 from kstreams.exceptions import ConfigError, UnknownOptionError
 from kstreams.options import CONSUMER_OPTIONS, PRODUCER_OPTIONS
 
@@ -79,7 +78,7 @@ def custom_partitioner(key: bytes | None, every: list[int], available: list[int]
     return every[-1]
 
 
-AIOKAFKA_CLIENT_ID = f"aiokafka-{importlib.metadata.version('aiokafka')}"
+KSTREAMS_CLIENT_ID = "kstreams-consumer"
 
 
 @dataclass
@@ -125,7 +124,7 @@ CONSUMER_CASES = [
         "bootstrap_servers", {}, {"bootstrap.servers": "localhost"}, id="bootstrap_servers-default"
     ),
     Case("client_id", {"client_id": "me"}, {"client.id": "me"}),
-    Case("client_id", {}, {"client.id": AIOKAFKA_CLIENT_ID}, id="client_id-default"),
+    Case("client_id", {}, {"client.id": KSTREAMS_CLIENT_ID}, id="client_id-default"),
     Case("group_id", {}, {"group.id": "group"}, check=lambda c: c.group_id == "group"),
     Case(
         "group_id",
@@ -161,7 +160,13 @@ CONSUMER_CASES = [
     Case(
         "max_partition_fetch_bytes",
         {"max_partition_fetch_bytes": 4096},
-        {"max.partition.fetch.bytes": 4096},
+        {"max.partition.fetch.bytes": 4096, "queued.max.messages.kbytes": 1024},
+    ),
+    Case(
+        "max_partition_fetch_bytes",
+        {"max_partition_fetch_bytes": 10 * 1048576 + 1},
+        {"queued.max.messages.kbytes": 10 * 1024 + 1},
+        id="max_partition_fetch_bytes-bounds-the-prefetch-queue",
     ),
     Case(
         "request_timeout_ms",
@@ -405,7 +410,7 @@ PRODUCER_CASES = [
     Case(
         "client_id",
         {},
-        check=lambda c: c.properties["client.id"].startswith("aiokafka-producer-"),
+        check=lambda c: c.properties["client.id"].startswith("kstreams-producer-"),
         id="client_id-default",
     ),
     Case(
@@ -569,7 +574,7 @@ def _same_as_default(config: ConsumerConfig) -> bool:
 
 def _translate(case: Case, kind: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     if case.gssapi:
-        monkeypatch.setattr(confluent_config, "gssapi_available", lambda: True)
+        monkeypatch.setattr(security, "gssapi_available", lambda: True)
     if kind == "consumer":
         return consumer_config(
             group_id=case.group_id, options=case.options, extra_config=case.extra_config

@@ -44,6 +44,12 @@ class _ClientSettings:
     sasl_oauth_token_provider: Any = None
 
     def __post_init__(self) -> None:
+        # Enum members (kstreams.backends.kafka.SecurityProtocol.SSL) become their
+        # plain value, so clients and reprs see the string they document.
+        for name in ("security_protocol", "sasl_mechanism"):
+            value = getattr(self, name)
+            if isinstance(value, str) and type(value) is not str:
+                object.__setattr__(self, name, str(value))
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ConfigError(
                 f"security_protocol must be one of {SECURITY_PROTOCOLS}, "
@@ -97,6 +103,9 @@ class Aiokafka(_ClientSettings):
 
         return AiokafkaProducer(**{**self.client_options(), **options})
 
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Nothing beyond the core's checks: the options are aiokafka's own."""
+
 
 #: The name kstreams users already write for the aiokafka settings.
 Kafka = Aiokafka
@@ -116,6 +125,9 @@ class Confluent(_ClientSettings):
     def _adapter(self) -> Any:
         try:
             from kstreams.backends import confluent
+
+            # Importing the package alone does not load confluent-kafka.
+            confluent.ConfluentConsumer  # noqa: B018
         except ModuleNotFoundError as exc:
             if exc.name != "confluent_kafka":
                 raise
@@ -137,6 +149,16 @@ class Confluent(_ClientSettings):
             extra_config=self.extra_config, **{**self.client_options(), **options}
         )
         return producer
+
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Translate the options to librdkafka properties now, as ``create_consumer`` will."""
+        from kstreams.backends.confluent.config import consumer_config
+
+        consumer_config(
+            group_id=group_id,
+            options={**self.client_options(), **options},
+            extra_config=self.extra_config,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,3 +183,6 @@ class Memory:
         from kstreams.backends.memory import MemoryProducer
 
         return MemoryProducer(self.resolved_cluster(), **options)
+
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Nothing beyond the core's checks: the memory backend accepts aiokafka's options."""
