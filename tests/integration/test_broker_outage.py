@@ -88,29 +88,7 @@ def tansu() -> Iterator[TansuProcess]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            "aiokafka",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=TimeoutError,
-                reason="pending: lead/adapters fix (issue 10 defect 1: the final commit has "
-                "no bound, stop() waits for a broker that is gone)",
-            ),
-        ),
-        pytest.param(
-            "confluent",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="pending: lead/adapters fix (issue 10 defect 1: the final commit "
-                "raises and the stream is left running=True with a closed consumer)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["aiokafka", "confluent"])
 async def test_stop_returns_within_its_bound_when_the_broker_was_killed(
     tansu: TansuProcess, backend: str, unique: str
 ) -> None:
@@ -137,29 +115,7 @@ async def test_stop_returns_within_its_bound_when_the_broker_was_killed(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            "aiokafka",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="pending: lead/adapters fix (issue 10 defect 13: the error names "
-                "[('127.0.0.1', port, AF_INET)], not the bootstrap servers as given)",
-            ),
-        ),
-        pytest.param(
-            "confluent",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=TimeoutError,
-                reason="pending: lead/adapters fix (issue 10 defect 13: about 40 s of "
-                "silence before an error)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["aiokafka", "confluent"])
 async def test_a_broker_absent_at_start_is_a_typed_error_naming_the_address(
     backend: str, unique: str
 ) -> None:
