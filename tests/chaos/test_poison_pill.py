@@ -117,12 +117,6 @@ def test_a_record_the_handler_rejects_is_dead_lettered(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pending: lead, issue 10 defect 11 (a record that cannot be deserialized stops "
-    "the stream instead of reaching DeadLetterMiddleware)",
-)
 def test_a_record_that_cannot_be_deserialized_is_dead_lettered(
     chaos_broker: BrokerProcess, backend: str, names: tuple[str, str], tmp_path: Path
 ) -> None:
