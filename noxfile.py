@@ -1,4 +1,4 @@
-"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``bench``."""
+"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``bench``, ``chaos``."""
 
 from __future__ import annotations
 
@@ -36,3 +36,10 @@ def integration(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos tier at the issue's counts (minutes); writes tests/chaos/RESULTS.md."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "chaos", *session.posargs, env={"KSTREAMS_CHAOS": "full"})
