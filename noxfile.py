@@ -1,4 +1,5 @@
-"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
+"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``docs``, ``bench``,
+``chaos``."""
 
 from __future__ import annotations
 
@@ -42,3 +43,10 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos tier at the issue's counts (minutes); writes tests/chaos/RESULTS.md."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "chaos", *session.posargs, env={"KSTREAMS_CHAOS": "full"})

@@ -43,6 +43,7 @@ from kstreams._version import __version__
 from kstreams.injection import HandlerKind
 from kstreams.middleware import BaseMiddleware, Middleware, NextMiddlewareCall
 from kstreams.records import ConsumerRecord, RecordMetadata
+from kstreams.types import BatchEvent
 
 if TYPE_CHECKING:
     from kstreams.engine import StreamEngine
@@ -204,26 +205,37 @@ def _with_context(
     return [*kept, *carrier.items()]
 
 
+def _send_span(
+    tracer: trace.Tracer, topic: str, key: Any, value: Any, client_id: str | None
+) -> Any:
+    attributes: dict[str, Any] = {
+        SYSTEM: "kafka",
+        OPERATION_TYPE: "send",
+        OPERATION_NAME: "send",
+        DESTINATION: topic,
+    }
+    key_text = _key_text(key)
+    if key_text is not None:
+        attributes[KEY] = key_text
+    if value is None:
+        attributes[TOMBSTONE] = True
+    if client_id is not None:
+        attributes[CLIENT_ID] = client_id
+    return tracer.start_span(f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes)
+
+
+def _delivered(span: trace.Span, metadata: RecordMetadata) -> None:
+    span.set_attribute(PARTITION, str(metadata.partition))
+    span.set_attribute(OFFSET, metadata.offset)
+
+
 def traced_enqueue(enqueue: Enqueue, tracer: trace.Tracer, client_id: str | None) -> Enqueue:
     """``Producer.enqueue`` behind a PRODUCER span per record, ended by its acknowledgement."""
 
     async def traced(
         topic: str, value: Any = None, key: Any = None, *args: Any, **kwargs: Any
     ) -> Awaitable[RecordMetadata]:
-        attributes: dict[str, Any] = {
-            SYSTEM: "kafka",
-            OPERATION_TYPE: "send",
-            OPERATION_NAME: "send",
-            DESTINATION: topic,
-        }
-        key_text = _key_text(key)
-        if key_text is not None:
-            attributes[KEY] = key_text
-        if value is None:
-            attributes[TOMBSTONE] = True
-        if client_id is not None:
-            attributes[CLIENT_ID] = client_id
-        span = tracer.start_span(f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes)
+        span = _send_span(tracer, topic, key, value, client_id)
         if "headers" in kwargs or len(args) < 3:
             kwargs["headers"] = _with_context(
                 kwargs.get("headers"), trace.set_span_in_context(span)
@@ -241,6 +253,40 @@ def traced_enqueue(enqueue: Enqueue, tracer: trace.Tracer, client_id: str | None
     return traced
 
 
+SendBatch = Callable[..., Awaitable[list[RecordMetadata]]]
+
+
+def traced_send_batch(
+    send_batch: SendBatch, tracer: trace.Tracer, client_id: str | None
+) -> SendBatch:
+    """``Producer._send_batch`` (``send_many`` on a client with batch delivery) behind a
+    PRODUCER span per record, all ended when the batch is acknowledged."""
+
+    async def traced(
+        port: Any, topic: str, batch_events: Sequence[BatchEvent], *args: Any
+    ) -> list[RecordMetadata]:
+        spans = []
+        events = []
+        for event in batch_events:
+            span = _send_span(tracer, topic, event.key, event.value, client_id)
+            headers = _with_context(event.headers, trace.set_span_in_context(span))
+            events.append(BatchEvent(value=event.value, key=event.key, headers=headers))
+            spans.append(span)
+        try:
+            results = await send_batch(port, topic, events, *args)
+        except BaseException as exc:
+            for span in spans:
+                _failed(span, exc)  # which record failed is not known: the batch did
+                span.end()
+            raise
+        for span, metadata in zip(spans, results, strict=True):
+            _delivered(span, metadata)
+            span.end()
+        return results
+
+    return traced
+
+
 async def _acknowledged(delivery: Awaitable[RecordMetadata], span: trace.Span) -> RecordMetadata:
     try:
         metadata = await delivery
@@ -248,8 +294,7 @@ async def _acknowledged(delivery: Awaitable[RecordMetadata], span: trace.Span) -
         _failed(span, exc)
         raise
     else:
-        span.set_attribute(PARTITION, str(metadata.partition))
-        span.set_attribute(OFFSET, metadata.offset)
+        _delivered(span, metadata)
         return metadata
     finally:
         span.end()
@@ -277,6 +322,10 @@ def instrument(
         producer.enqueue = traced_enqueue(  # type: ignore[method-assign,assignment]
             producer.enqueue, tracer, client_id
         )
+        # send_many on a client with batch delivery bypasses enqueue.
+        producer._send_batch = traced_send_batch(  # type: ignore[method-assign,assignment]
+            producer._send_batch, tracer, client_id
+        )
     if "add_stream" not in vars(engine):
         add_stream = engine.add_stream
 
@@ -293,6 +342,7 @@ def instrument(
 def uninstrument(engine: StreamEngine) -> None:
     """Undo ``instrument``; running streams pick the change up when they next start."""
     vars(engine.producer).pop("enqueue", None)
+    vars(engine.producer).pop("_send_batch", None)
     vars(engine).pop("add_stream", None)
     for stream in engine.streams:
         stream.middlewares = [
@@ -300,4 +350,4 @@ def uninstrument(engine: StreamEngine) -> None:
         ]
 
 
-__all__ = ["TracingMiddleware", "instrument", "traced_enqueue", "uninstrument"]
+__all__ = ["TracingMiddleware", "instrument", "traced_enqueue", "traced_send_batch", "uninstrument"]

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from kstreams import ConsumerRecord, create_engine
+from kstreams import BatchEvent, ConsumerRecord, create_engine
 from kstreams.backends import Aiokafka, Confluent
 from kstreams.opentelemetry import instrument
 from kstreams.ports import Backend
@@ -92,17 +92,24 @@ async def test_a_trace_and_an_avro_model_cross_a_real_broker(
     await sender.start()
     try:
         await sender.send(topic, value={"id": 7, "item": "lamp"}, key=b"k-7")
+        await sender.send_many(topic, [BatchEvent(value={"id": 8, "item": "desk"}, key=b"k-8")])
     finally:
         await sender.stop()
     await receiver.start()
     try:
         order = await asyncio.wait_for(got.get(), 30)
+        second = await asyncio.wait_for(got.get(), 30)
     finally:
         await receiver.stop()
-    assert order == Order(id=7, item="lamp")
-    (produced,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
-    (consumed,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER]
-    assert consumed.parent is not None
-    assert consumed.parent.span_id == produced.context.span_id
-    assert (consumed.attributes or {})["messaging.kafka.offset"] == 0
-    assert (consumed.attributes or {})["messaging.kafka.message.key"] == "k-7"
+    assert (order, second) == (Order(id=7, item="lamp"), Order(id=8, item="desk"))
+    produced = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    consumed = sorted(
+        (s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER),
+        key=lambda s: s.start_time or 0,
+    )
+    assert len(produced) == len(consumed) == 2  # send, then send_many (batch path on confluent)
+    for parent, child in zip(produced, consumed, strict=True):
+        assert child.parent is not None
+        assert child.parent.span_id == parent.context.span_id
+    assert (consumed[0].attributes or {})["messaging.kafka.offset"] == 0
+    assert (consumed[0].attributes or {})["messaging.kafka.message.key"] == "k-7"

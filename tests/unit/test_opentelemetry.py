@@ -219,3 +219,64 @@ async def test_streams_added_after_instrument_are_traced_too(
     assert [s.name for s in by_kind(exporter, SpanKind.CONSUMER)] == ["process late"]
     uninstrument(engine)
     assert "add_stream" not in vars(engine)
+
+
+class BatchingProducer:
+    """A memory producer port with ``send_batch``, as the confluent adapter has."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def send_batch(
+        self, topic: str, records: Any, *, partition: Any = None, timestamp_ms: Any = None
+    ) -> Any:
+        self.batches += 1
+        deliveries = [
+            await self.inner.send(
+                topic, value, key, partition=partition, timestamp_ms=timestamp_ms, headers=headers
+            )
+            for value, key, headers in records
+        ]
+
+        async def outcomes() -> list[Any]:
+            return [await delivery for delivery in deliveries]
+
+        return outcomes()
+
+
+class BatchingMemory(Memory):
+    """Memory settings whose producers deliver batches (the ``send_batch`` path)."""
+
+    def create_producer(self, options: Any) -> Any:
+        port = BatchingProducer(super().create_producer(options))
+        self.ports.append(port)
+        return port
+
+
+async def test_send_many_on_a_batch_delivering_client_is_traced_per_record(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """Through send_batch too, each record gets its PRODUCER span and its own traceparent."""
+    provider, exporter = spans
+    cluster = MemoryCluster()
+    backend = BatchingMemory(cluster=cluster)
+    object.__setattr__(backend, "ports", [])
+    engine = instrument(create_engine(backend=backend), tracer_provider=provider)
+    await engine.start()
+    try:
+        results = await engine.send_many("t", [BatchEvent(value=b"a"), BatchEvent(value=b"b")])
+    finally:
+        await engine.stop()
+    assert backend.ports[0].batches == 1  # type: ignore[attr-defined]
+    produced = by_kind(exporter, SpanKind.PRODUCER)
+    assert [(s.attributes or {})["messaging.kafka.offset"] for s in produced] == [
+        r.offset for r in results
+    ]
+    parents = [dict(r.headers)["traceparent"] for r in cluster.records(TopicPartition("t", 0))]
+    assert [p.decode().split("-")[2] for p in parents] == [
+        format(s.context.span_id, "016x") for s in produced
+    ]
