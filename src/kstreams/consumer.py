@@ -179,6 +179,20 @@ class StreamConsumer(Fetcher):
         self._failed = (part, record)
         self._running[part.tp, record.offset] = record
 
+    def in_hand_records(self) -> list[RawRecord]:
+        """The records handed out and not handled yet (nothing is marked)."""
+        records: list[RawRecord] = []
+        if self._failed is not None:
+            records.append(self._failed[1])
+        held = self._held
+        if held is not None and held.pos:
+            record = held.records[held.pos - 1]
+            if held.part.handled is None or held.part.handled <= record.offset:
+                records.append(record)
+        for chunk, start, end in self._held_batch:
+            records.extend(chunk.records[start:end])
+        return records
+
     def release(self) -> None:
         """Count what is in hand as handled (the caller is done with it)."""
         self._release()

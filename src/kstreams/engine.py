@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
+from kstreams import transactions
 from kstreams.backends import resolve_backend
 from kstreams.clients import ProducerSettings
 from kstreams.concurrency import Ordering
@@ -22,6 +23,8 @@ from kstreams.rebalance import RebalanceListener
 from kstreams.records import RecordMetadata, TopicPartitionOffset
 from kstreams.serializers import Deserializer, Serializer
 from kstreams.streams import Stream
+from kstreams.transactions import Guarantee
+from kstreams.transactions import check_backend as check_transactions
 from kstreams.types import BatchEvent, GetMany, HeadersInput
 from kstreams.validation import check_engine_arguments, check_handler, check_stream_arguments
 
@@ -111,6 +114,8 @@ class StreamEngine:
         max_buffered_records: int | None = None,
         concurrency: int = 1,
         ordering: Ordering = "partition",
+        processing_guarantee: Guarantee = "at_least_once",
+        transactional_id: str | None = None,
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Stream]:
         """Declare a stream. ``options`` are AIOKafkaConsumer keyword arguments,
@@ -121,6 +126,8 @@ class StreamEngine:
         ``deserializer`` defaults to the engine's; ``None`` hands the handler
         the raw bytes. ``concurrency`` handlers run at once, in order per
         partition or per key (``ordering``; see :mod:`kstreams.concurrency`).
+        ``processing_guarantee="exactly_once"`` puts what the handler sends and
+        the offsets it consumed in one transaction (see :mod:`kstreams.transactions`).
         """
         # Check before the function is seen, so the error points at the decorator line.
         check_stream_arguments(
@@ -139,6 +146,8 @@ class StreamEngine:
         check_backend = getattr(self.backend, "check_consumer_options", None)
         if check_backend is not None:
             check_backend(group_id=group_id, options=options)
+        if processing_guarantee == "exactly_once":
+            check_transactions(self.backend)
 
         def decorator(func: Callable[..., Any]) -> Stream:
             check_handler(func)
@@ -157,6 +166,8 @@ class StreamEngine:
                 max_buffered_records=max_buffered_records,
                 concurrency=concurrency,
                 ordering=ordering,
+                processing_guarantee=processing_guarantee,
+                transactional_id=transactional_id,
                 **options,
             )
             self.add_stream(stream)
@@ -319,9 +330,14 @@ class StreamEngine:
         """Produce one record and wait until the broker has it.
 
         ``serializer=None`` sends ``value`` as raw bytes even when the engine
-        has a serializer.
+        has a serializer. Called from an exactly-once stream's handler, the
+        record goes into that stream's transaction.
         """
-        return await self._producer.send(
+        transaction = transactions.current.get()
+        producer = self._producer if transaction is None else transaction.producer
+        if transaction is not None:
+            transaction.mark_sent()
+        return await producer.send(
             topic,
             value,
             key,
@@ -342,7 +358,11 @@ class StreamEngine:
         serializer_kwargs: dict[str, Any] | None = None,
     ) -> list[RecordMetadata]:
         """Produce many records, enqueued together, and wait for all of them."""
-        return await self._producer.send_many(
+        transaction = transactions.current.get()
+        producer = self._producer if transaction is None else transaction.producer
+        if transaction is not None:
+            transaction.mark_sent()
+        return await producer.send_many(
             topic,
             batch_events,
             partition=partition,

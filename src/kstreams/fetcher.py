@@ -101,6 +101,9 @@ class Fetcher:
         self._rebalance_done = asyncio.Event()
         self._rebalance_done.set()
 
+        #: Commits offsets instead of the port (an exactly-once stream's transaction);
+        #: periodic commits are then the stream's, made between records.
+        self.committer: Callable[[dict[TopicPartition, int]], Awaitable[None]] | None = None
         self._outage_warning_s = outage_warning_s
         #: Since when (monotonic) the client has reached no broker; None while it does.
         self._outage_since: float | None = None
@@ -214,6 +217,7 @@ class Fetcher:
                         await asyncio.sleep(0)
                 if (
                     self._auto_commit
+                    and self.committer is None
                     and time.monotonic() - self._last_commit >= self._commit_interval_s
                 ):
                     await self._commit_quietly()
@@ -430,19 +434,43 @@ class Fetcher:
 
     # -- commits -----------------------------------------------------------
 
-    async def _commit_handled(self, parts: Iterable[PartitionState] | None = None) -> None:
+    async def _commit_handled(
+        self,
+        parts: Iterable[PartitionState] | None = None,
+        also: Mapping[TopicPartition, int] | None = None,
+    ) -> None:
+        """Commit the handled offsets of ``parts`` (all owned ones), ``also`` included.
+
+        Through the ``committer`` (an exactly-once stream's transaction) when
+        there is one: then always every owned partition, since the
+        transaction holds the outputs of all of them.
+        """
+        committer = self.committer
+        if committer is not None:
+            parts = None
         chosen = list(self._parts.values() if parts is None else parts)
+        handled = {p.tp: p.handled for p in chosen if p.owned and p.handled is not None}
+        if also:
+            handled.update((tp, offset) for tp, offset in also.items() if tp in self._parts)
         offsets = {
-            p.tp: p.handled
-            for p in chosen
-            if p.owned and p.handled is not None and p.handled != p.committed
+            tp: offset for tp, offset in handled.items() if offset != self._parts[tp].committed
         }
         self._last_commit = time.monotonic()
         if offsets:
-            await self._port.commit(offsets)
-            for p in chosen:
-                if p.tp in offsets:
-                    p.committed = offsets[p.tp]
+            await (self._port.commit if committer is None else committer)(offsets)
+            for tp, offset in offsets.items():
+                part = self._parts.get(tp)
+                if part is not None:
+                    part.committed = offset
+
+    async def commit_handled(self, also: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit what was handled now, ``also`` included (the record just finished)."""
+        await self._commit_handled(also=also)
+
+    def rewind_handled(self) -> None:
+        """Forget what was handled since the last commit (an aborted transaction's work)."""
+        for part in self._parts.values():
+            part.handled = part.committed
 
     async def _commit_quietly(self, parts: Iterable[PartitionState] | None = None) -> None:
         try:

@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from kstreams import transactions
 from kstreams.concurrency import ConcurrentRunner, Ordering
 from kstreams.exceptions import ConsumerStoppedError, StreamError
 from kstreams.handling import Deserialization, Handler, build_handler
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from kstreams.engine import StreamEngine
     from kstreams.ports import RawRecord
     from kstreams.streams import Stream
+    from kstreams.transactions import StreamTransaction
 
 logger = logging.getLogger("kstreams.streams")
 
@@ -51,6 +53,8 @@ class HandlerRunning:
     _stopping: bool
     _restarts: int
     _handed_since_restart: bool
+    _transaction: StreamTransaction | None
+    _skip: set[tuple[str, int, int]]
 
     if TYPE_CHECKING:
 
@@ -131,6 +135,9 @@ class HandlerRunning:
         consumer = self.consumer
         if consumer is None:
             raise StreamError(f"stream {self.name!r} is not started")
+        transactions.current.set(self._transaction)
+        if self._transaction is not None:
+            handler = transactions.exactly_once_handler(cast("Stream", self), consumer, handler)
         if self.spec.kind is HandlerKind.BATCH:
             while (batch := await self._next_batch()) is not None:
                 await handler(batch)
@@ -157,6 +164,11 @@ class HandlerRunning:
                 error = exc
             except Exception as exc:
                 error = exc
+            if self._transaction is not None and self.consumer is not None:
+                # Exactly-once: nothing of the failed transaction counts, neither its
+                # outputs nor the records it had handled.
+                await self._transaction.abort()
+                self.consumer.rewind_handled()
             if self._stopping:
                 if not isinstance(error, ConsumerStoppedError):
                     self.error = error
@@ -174,6 +186,23 @@ class HandlerRunning:
         policy = self.error_policy
         self.error = exc
         consumer = self.consumer
+        exactly_once = self._transaction is not None and consumer is not None
+        if exactly_once and consumer is not None and policy is StreamErrorPolicy.RESTART:
+            # Its transaction is already aborted: the records it had handled are
+            # read again, and only the failing one is skipped.
+            for record in consumer.in_hand_records():
+                self._skip.add((record.topic, record.partition, record.offset))
+                logger.error(
+                    "stream %r: record %s[%d]@%d will be skipped after it failed "
+                    "(restart policy; its transaction was aborted): %r",
+                    self.name,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                    exc_info=exc,
+                )
+            return await self._restart()
         if policy is StreamErrorPolicy.RESTART:
             skipped = consumer.skip_in_hand() if consumer is not None else []
             for record in skipped:

@@ -12,26 +12,31 @@ from kstreams import fetcher
 from kstreams.concurrency import ORDERINGS, Ordering
 from kstreams.consumer import StreamConsumer
 from kstreams.exceptions import (
-    ConsumerStoppedError,
     IllegalStateError,
     StreamError,
 )
-from kstreams.handling import Deserialization
 from kstreams.injection import HandlerKind, HandlerSpec, inspect_handler
+from kstreams.iteration import RecordIteration
 from kstreams.middleware import Middleware
 from kstreams.options import check_consumer_options
 from kstreams.policies import StreamErrorPolicy
 from kstreams.producer import DEFAULT
 from kstreams.rebalance import RebalanceListener
-from kstreams.records import ConsumerRecord, TopicPartition, TopicPartitionOffset
+from kstreams.records import TopicPartition, TopicPartitionOffset
 from kstreams.running import HandlerRunning, StreamListener
 from kstreams.serializers import Deserializer
+from kstreams.transactions import (
+    Guarantee,
+    StreamTransaction,
+    check_guarantee,
+    open_transaction,
+)
 from kstreams.types import GetMany
 from kstreams.validation import check_enum, check_topics
 
 if TYPE_CHECKING:
     from kstreams.engine import StreamEngine
-    from kstreams.ports import Backend, RawRecord
+    from kstreams.ports import Backend
 
 logger = logging.getLogger("kstreams.streams")
 
@@ -39,7 +44,7 @@ logger = logging.getLogger("kstreams.streams")
 _CANCEL_GRACE_S = 5.0
 
 
-class Stream(HandlerRunning):
+class Stream(RecordIteration, HandlerRunning):
     """Consumes ``topics`` as ``group_id`` and hands the records to ``func``.
 
     Iterate it (``async for cr in stream``), or let the engine call a typed
@@ -67,6 +72,8 @@ class Stream(HandlerRunning):
         concurrency: int = 1,
         ordering: Ordering = "partition",
         config: dict[str, Any] | None = None,
+        processing_guarantee: Guarantee = "at_least_once",
+        transactional_id: str | None = None,
         **options: Any,
     ) -> None:
         if config:
@@ -117,6 +124,12 @@ class Stream(HandlerRunning):
         self.max_buffered_records = max_buffered_records
         self.graceful_timeout_s = graceful_timeout_s
 
+        self.transactional_id = transactional_id
+        self.processing_guarantee = check_guarantee(self, processing_guarantee, options)
+        self._transaction: StreamTransaction | None = None
+        #: (topic, partition, offset) of records an exactly-once RESTART skips when
+        #: they come back (the aborted transaction's others are handled again).
+        self._skip: set[tuple[str, int, int]] = set()
         self.auto_commit: bool = bool(options.pop("enable_auto_commit", True))
         self.auto_commit_interval_ms: int = options.pop("auto_commit_interval_ms", 5000)
         self._key_deserializer: Callable[[Any], Any] | None = options.pop("key_deserializer", None)
@@ -204,6 +217,8 @@ class Stream(HandlerRunning):
         else:
             port.subscribe(self.topics, listener=consumer)
         self.consumer = consumer
+        if self.processing_guarantee == "exactly_once":
+            self._transaction = await open_transaction(self, backend, consumer, port)
         await port.start()
         consumer.start_fetching()
         return consumer
@@ -316,6 +331,9 @@ class Stream(HandlerRunning):
                             self.name,
                         )
             await self._close_consumer()
+            transaction, self._transaction = self._transaction, None
+            if transaction is not None:
+                await transaction.stop()
         except Exception:
             logger.exception("stream %r: stopping failed", self.name)
         finally:
@@ -326,11 +344,12 @@ class Stream(HandlerRunning):
     async def _stop_from_own_task(self) -> None:
         """The stream gave up (an error policy): close now, as the one stop every other
         ``stop()`` caller awaits."""
-        task = self._stop_task
-        if task is None:
-            task = self._stop_task = asyncio.get_running_loop().create_task(
-                self._stop_now(from_own_task=True), name=f"kstreams-stop-{self.name}"
-            )
+        if self._stop_task is not None:
+            # A stop is under way already: it waits for this task, then closes.
+            return
+        task = self._stop_task = asyncio.get_running_loop().create_task(
+            self._stop_now(from_own_task=True), name=f"kstreams-stop-{self.name}"
+        )
         await asyncio.shield(task)
 
     async def _close_consumer(self) -> None:
@@ -389,110 +408,3 @@ class Stream(HandlerRunning):
                 await asyncio.sleep(0)
                 continue
             return assignment
-
-    # -- iteration -----------------------------------------------------------
-
-    def __aiter__(self) -> Stream:
-        return self
-
-    async def __anext__(self) -> ConsumerRecord[Any, Any]:
-        consumer = self.consumer
-        if consumer is None:
-            raise StreamError(f"stream {self.name!r} is not started")
-        if self._restarts:
-            # Asking for the next record after a restart: the one before was handled.
-            if self._handed_since_restart:
-                self._restarts = 0
-            self._handed_since_restart = True
-        try:
-            record: ConsumerRecord[Any, Any] = await consumer.getone()
-        except ConsumerStoppedError:
-            if self._stopping:
-                raise StopAsyncIteration from None
-            raise
-        if self._deserializing:
-            record = await self._deserialize(record)
-        return record
-
-    def _deserialization(self) -> Deserialization:
-        return Deserialization(self.deserializer, self._key_deserializer, self._value_deserializer)
-
-    @property
-    def _deserializing(self) -> bool:
-        return bool(self.deserializer or self._key_deserializer or self._value_deserializer)
-
-    async def _deserialize(self, record: RawRecord) -> ConsumerRecord[Any, Any]:
-        return await self._deserialization().record(record)
-
-    async def getone(self) -> ConsumerRecord[Any, Any]:
-        return await self.__anext__()
-
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
-        consumer = self.consumer
-        if consumer is None:
-            raise StreamError(f"stream {self.name!r} is not started")
-        raw: dict[TopicPartition, list[RawRecord]] = await consumer.getmany(
-            *partitions, timeout_ms=timeout_ms, max_records=max_records
-        )
-        if not self._deserializing:
-            return dict(raw)
-        deserialization = self._deserialization()
-        return {tp: await deserialization.batch(records) for tp, records in raw.items()}
-
-    def raw_record(self, record: ConsumerRecord[Any, Any]) -> RawRecord:
-        """The record in hand as it was consumed: bytes key and value, before deserialization.
-
-        ``record`` is the one being handled (or one of the batch being
-        handled), deserialized or not; it is found by topic, partition and
-        offset. Without a deserializer, that is ``record`` itself. Raises
-        ``StreamError`` for a deserialized record no longer in hand.
-        """
-        if not self._deserializing:
-            return record
-        raw = None
-        if self.consumer is not None:
-            raw = self.consumer.in_hand(
-                TopicPartition(record.topic, record.partition), record.offset
-            )
-        if raw is not None:
-            return raw
-        raise StreamError(
-            f"stream {self.name!r}: record {record.topic}[{record.partition}]@{record.offset} "
-            "is not in hand"
-        )
-
-    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
-        """Commit ``offsets``, or everything handed out so far (the record in hand included)."""
-        if self.consumer is None:
-            raise StreamError(f"stream {self.name!r} is not started")
-        await self.consumer.commit(offsets)
-
-    async def committed(self, partition: TopicPartition) -> int | None:
-        """The group's committed offset of ``partition`` (a broker round-trip), or None."""
-        if self.consumer is None:
-            raise StreamError(f"stream {self.name!r} is not started")
-        return await self.consumer.committed(partition)
-
-    async def __aenter__(self) -> AsyncIterator[Any]:
-        """Start the stream and return what its generator yields."""
-        if not self.spec.is_generator:
-            raise StreamError(
-                f"stream {self.name!r} is not a generator; the engine runs it, "
-                "'async with' is for streams that yield"
-            )
-        await self.start()
-        self._flow = self._generator()
-        return self._flow
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        """Stop the stream. Leaving the block normally (``break`` included) means the
-        caller is done with the record whose value it got last: it counts as handled."""
-        flow, self._flow = self._flow, None
-        self._stopping = True
-        if flow is not None and hasattr(flow, "aclose"):
-            await flow.aclose()
-        if exc_type is None and self.consumer is not None:
-            self.consumer.release()
-        await self.stop()

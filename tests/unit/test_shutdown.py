@@ -602,3 +602,33 @@ async def test_an_in_place_deserializer_never_changes_what_is_dead_lettered() ->
     await engine.stop()
     assert [r.value for r in cluster.records(TopicPartition("t-dlq", 0))] == [b"2"]
     assert [r.value for r in cluster.records(TP)] == [b"1", b"2"]
+
+
+@pytest.mark.parametrize("policy", [StreamErrorPolicy.STOP, StreamErrorPolicy.STOP_ENGINE])
+async def test_a_stop_racing_a_failing_handler_does_not_wait_for_itself(
+    policy: StreamErrorPolicy,
+) -> None:
+    """stop() called while the handler is failing: the stream ends promptly, its error kept
+    and its failing record uncommitted, whichever of the two stops comes first."""
+    cluster = filled(3)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    failing = asyncio.Event()
+    release = asyncio.Event()
+
+    @engine.stream("t", group_id="g", auto_offset_reset="earliest", error_policy=policy)
+    async def fragile(cr: ConsumerRecord[bytes, bytes]) -> None:
+        if cr.offset == 1:
+            failing.set()
+            await release.wait()
+            raise ValueError("boom")
+
+    await engine.start()
+    await asyncio.wait_for(failing.wait(), 5)
+    stopping = asyncio.ensure_future(fragile.stop())
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert not fragile.running
+    assert isinstance(fragile.error, ValueError)
+    assert cluster.committed("g", TP) == 1
+    await asyncio.wait_for(engine.stop(), 5)

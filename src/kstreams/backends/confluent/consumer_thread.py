@@ -185,9 +185,14 @@ class ConsumerThreadSide:
         self._positions.clear()
         self._undelivered = []
         starts = self._start_offsets(assigned)
-        self._consumer().assign(
+        client = self._consumer()
+        client.assign(
             [rd(partition, starts.get(partition, OFFSET_INVALID)) for partition in sorted(assigned)]
         )
+        if assigned:
+            # librdkafka keeps a partition's pause across unassign and assign; a new
+            # assignment starts unpaused, as on aiokafka.
+            client.resume([rd(partition) for partition in sorted(assigned)])
         self._positions.update(starts)
         self._assignment = assigned
         self._paused = frozenset()
@@ -441,11 +446,16 @@ class ConsumerThreadSide:
         return offsets
 
     def _pause_now(self, partitions: Sequence[TopicPartition], pause: bool) -> None:
-        targets = [rd(partition) for partition in partitions if partition in self._assignment]
-        if not targets:
-            return
+        # Applied in the worker after the loop asked for it: a rebalance may have
+        # come in between and reset what is paused, so apply the state as it is
+        # now, not the request (a stale pause would never be resumed).
+        del pause
         client = self._consumer()
-        if pause:
-            client.pause(targets)
-        else:
-            client.resume(targets)
+        paused = self._paused
+        targets = [partition for partition in partitions if partition in self._assignment]
+        to_pause = [rd(partition) for partition in targets if partition in paused]
+        to_resume = [rd(partition) for partition in targets if partition not in paused]
+        if to_pause:
+            client.pause(to_pause)
+        if to_resume:
+            client.resume(to_resume)
