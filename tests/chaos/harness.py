@@ -412,7 +412,8 @@ def render_markdown(rows: dict[str, Any]) -> str:
         "see docs/chaos.md for what each scenario does. Durations and stop times "
         "come from a shared machine under load: they bound, they do not benchmark.",
         "",
-        "| scenario | backend | runs | records | lost | duplicated | max stop (s) | took (s) |",
+        "| scenario | backend | runs | records | never handled | duplicated | max stop (s) "
+        "| took (s) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key in sorted(rows):
