@@ -1,4 +1,5 @@
-"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``bench``, ``chaos``."""
+"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``docs``, ``bench``,
+``chaos``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def unit(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "integration", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

@@ -59,6 +59,8 @@ class Deserialization:
                     out = dataclasses.replace(record)
                 out = await self.deserializer.deserialize(out)
             return out
+        except DeserializationError:
+            raise  # it names the record already
         except Exception as exc:
             raise DeserializationError(
                 f"record {record.topic}[{record.partition}]@{record.offset} could not be "

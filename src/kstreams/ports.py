@@ -50,7 +50,7 @@ Errors
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kstreams.exceptions import KafkaError
@@ -312,24 +312,29 @@ class GroupMetadata:
     generation_id: int
     member_id: str
     group_instance_id: str | None = None
+    #: The client's own metadata object, for an adapter whose client needs it back
+    #: (confluent-kafka's is opaque); the core never looks at it.
+    client_metadata: Any = field(default=None, compare=False, repr=False)
 
 
 class TransactionalConsumerPort(ConsumerPort, Protocol):
-    """A consumer whose position can be committed by a producer's transaction."""
+    """A consumer whose position can be committed by a producer's transaction.
+
+    Isolation (the ``isolation_level`` option): with ``"read_committed"``,
+    ``getmany`` returns only records of committed transactions (and records
+    written outside any), and never reads past the *last stable offset*, the
+    first offset of the oldest transaction still open on the partition;
+    ``end_offsets``, ``seek_to_end`` and ``auto_offset_reset="latest"`` then
+    mean the last stable offset too, while ``highwater`` stays the high
+    watermark. Commit and abort markers take an offset each (the end offset
+    counts them) and are never returned. The default, ``"read_uncommitted"``,
+    returns aborted records too, up to the high watermark.
+    """
 
     def group_metadata(self) -> GroupMetadata:
         """The member's group, generation and member id, as of the last rebalance it served.
 
-        Raises ``IllegalOperationError`` without a group. Consumed with
-        ``isolation_level="read_committed"``, ``getmany`` returns only records
-        of committed transactions (and records written outside any), and never
-        reads past the *last stable offset*: the first offset of the oldest
-        transaction still open on the partition. ``end_offsets``,
-        ``seek_to_end`` and ``auto_offset_reset="latest"`` then mean the last
-        stable offset too; ``highwater`` stays the high watermark. Commit and
-        abort markers take an offset each (so the end offset counts them) and
-        are never returned. The default, ``"read_uncommitted"``, returns
-        aborted records too, up to the high watermark.
+        Raises ``IllegalOperationError`` without a group.
         """
         ...
 

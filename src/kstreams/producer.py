@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
-from kstreams.exceptions import ConfigError, EngineNotStartedError, ProducerClosedError
+from kstreams.exceptions import (
+    ConfigError,
+    EngineNotStartedError,
+    ProducerClosedError,
+    SerializationError,
+)
 from kstreams.ports import Backend, BatchSendPort, ProducerPort
 from kstreams.records import RecordMetadata
 from kstreams.serializers import Serializer
@@ -46,9 +51,13 @@ def _raw(value: Any, what: str) -> bytes | None:
         return value.encode()
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
-    raise TypeError(
+    dump_json = getattr(value, "model_dump_json", None)
+    if callable(dump_json):  # a pydantic model: its own JSON, no serializer needed
+        return str(dump_json()).encode()
+    raise SerializationError(
         f"{what} must be bytes, str or None without a serializer, got {type(value).__name__}; "
-        "pass serializer= to engine.send or create_engine"
+        "pass serializer= to engine.send or create_engine (kstreams.serializers.JsonSerializer "
+        "encodes dicts and lists)"
     )
 
 
@@ -99,6 +108,7 @@ class Producer:
 
     async def _encode(
         self,
+        topic: str,
         value: Any,
         key: Any,
         headers: HeadersInput | None,
@@ -111,9 +121,16 @@ class Producer:
                 pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
                 header_dict: dict[str, Any] = dict(pairs)
                 given = dict(header_dict)
-                value = await chosen.serialize(
-                    value, headers=header_dict, serializer_kwargs=serializer_kwargs
-                )
+                if getattr(chosen, "topic_aware", False):
+                    # Schema Registry serializers name their subject after the topic.
+                    serialize: Any = chosen.serialize
+                    value = await serialize(
+                        value, headers=header_dict, serializer_kwargs=serializer_kwargs, topic=topic
+                    )
+                else:
+                    value = await chosen.serialize(
+                        value, headers=header_dict, serializer_kwargs=serializer_kwargs
+                    )
                 if header_dict != given:
                     # The serializer added or changed headers (a content type, say).
                     headers = header_dict
@@ -137,7 +154,7 @@ class Producer:
         """Serialize and enqueue one record; await the result for the acknowledgement."""
         port = self._require_port()
         raw_value, raw_key, raw_headers = await self._encode(
-            value, key, headers, serializer, serializer_kwargs
+            topic, value, key, headers, serializer, serializer_kwargs
         )
         return await port.send(
             topic,
@@ -222,7 +239,7 @@ class Producer:
         for event in batch_events:
             try:
                 value, key, headers = await encode(
-                    event.value, event.key, event.headers, serializer, serializer_kwargs
+                    topic, event.value, event.key, event.headers, serializer, serializer_kwargs
                 )
             except Exception as exc:
                 failure = exc

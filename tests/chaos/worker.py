@@ -13,7 +13,10 @@ partition assignment and revocation is appended to ``CHAOS_LEDGER.events``.
 * ``poison``: a record whose value is ``poison`` makes the handler raise, and
   ``DeadLetterMiddleware`` sends it to ``CHAOS_DLQ``;
 * ``poison-bytes``: values are JSON, decoded by the engine's deserializer; a
-  record that is not JSON must still reach ``CHAOS_DLQ`` (issue 10, defect 11).
+  record that is not JSON must still reach ``CHAOS_DLQ`` (issue 10, defect 11);
+* ``slow-record``: a record whose value is ``slow`` never finishes (it holds the
+  committed offset of its partition with ``concurrency`` > 1) unless
+  ``CHAOS_SLOW_FINISHES`` is set.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ if MODE.startswith("poison"):
 async def handle(cr: ConsumerRecord[Any, Any]) -> None:
     if MODE == "poison" and cr.value == b"poison":
         raise ValueError(f"poison pill at {cr.topic}[{cr.partition}]@{cr.offset}")
+    if MODE == "slow-record" and cr.value == b"slow" and not os.environ.get("CHAOS_SLOW_FINISHES"):
+        await asyncio.sleep(3600)
     if HANDLE_S:
         await asyncio.sleep(HANDLE_S)
     record(cr)

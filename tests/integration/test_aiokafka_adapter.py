@@ -15,7 +15,7 @@ from kstreams import exceptions as kerrors
 from kstreams.backends.aiokafka import AiokafkaConsumer, AiokafkaProducer
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, ConsumerRecord, RecordMetadata, TopicPartition
-from tests.broker import create_topic, free_port, group_timings
+from tests.broker import PAST_TIMESTAMP_MS, create_topic, free_port, group_timings
 from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
@@ -105,10 +105,10 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
     headers = [("trace", b"1"), ("other", b""), ("trace", b"2")]
     async with started(AiokafkaProducer(bootstrap_servers=kafka_bootstrap)) as producer:
         delivery = await producer.send(
-            topic, b"value", b"key", partition=2, timestamp_ms=1_700_000_000_123, headers=headers
+            topic, b"value", b"key", partition=2, timestamp_ms=PAST_TIMESTAMP_MS, headers=headers
         )
         metadata = await delivery
-    assert metadata == RecordMetadata(topic, 2, 0, 1_700_000_000_123, CREATE_TIME)
+    assert metadata == RecordMetadata(topic, 2, 0, PAST_TIMESTAMP_MS, CREATE_TIME)
 
     async with started(consumer(kafka_bootstrap, f"group-{unique}")) as port:
         port.subscribe([topic])  # allowed after start too; before start is the normal order
@@ -116,7 +116,7 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
     assert isinstance(record, ConsumerRecord)
     assert record.topic_partition == TopicPartition(topic, 2)
     assert (record.offset, record.key, record.value) == (0, b"key", b"value")
-    assert (record.timestamp, record.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+    assert (record.timestamp, record.timestamp_type) == (PAST_TIMESTAMP_MS, CREATE_TIME)
     assert record.headers == tuple(headers)
     assert (record.serialized_key_size, record.serialized_value_size) == (3, 5)
 

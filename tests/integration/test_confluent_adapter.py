@@ -29,7 +29,7 @@ from kstreams.exceptions import (
 )
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, TopicPartition
-from tests.broker import create_topic, free_port, group_timings
+from tests.broker import PAST_TIMESTAMP_MS, create_topic, free_port, group_timings
 from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
@@ -118,11 +118,11 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
     await create_topic(kafka_bootstrap, topic)
     headers = [("trace", b"1"), ("trace", b"2"), ("kind", b"")]
     delivered = await producer.send(
-        topic, b"value", key=b"key", partition=1, timestamp_ms=1_700_000_000_123, headers=headers
+        topic, b"value", key=b"key", partition=1, timestamp_ms=PAST_TIMESTAMP_MS, headers=headers
     )
     metadata = await delivered
     assert (metadata.topic, metadata.partition, metadata.offset) == (topic, 1, 0)
-    assert (metadata.timestamp, metadata.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+    assert (metadata.timestamp, metadata.timestamp_type) == (PAST_TIMESTAMP_MS, CREATE_TIME)
     reader = consumer(kafka_bootstrap, f"g-{unique}")
     reader.subscribe([topic])
     await reader.start()
@@ -134,7 +134,7 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
             b"value",
             tuple(headers),
         )
-        assert (record.timestamp, record.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+        assert (record.timestamp, record.timestamp_type) == (PAST_TIMESTAMP_MS, CREATE_TIME)
         assert (record.serialized_key_size, record.serialized_value_size) == (3, 5)
         assert reader.highwater(TopicPartition(topic, 1)) == 1
     finally:
