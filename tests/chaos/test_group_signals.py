@@ -127,16 +127,35 @@ def under_fire(
         for member in members:
             member.terminate()
         stops += [member.wait_stopped(signalled, STOP_BOUND_S) for member in members]
-        wait_until(
-            lambda: group.drained_by(last, expected),
-            "the last member draining the topic",
-            DRAIN_TIMEOUT_S,
-            lambda: (
-                f"{len(set(expected) - group.seen_keys())} of {len(expected)} unseen; "
-                f"events {last.events()[-4:]}; log:\n{last.log.read_text()[-3000:]}"
-            ),
-            interval_s=LEDGER_POLL_S,
-        )
+        try:
+            wait_until(
+                lambda: group.drained_by(last, expected),
+                "the last member draining the topic",
+                DRAIN_TIMEOUT_S,
+                lambda: (
+                    f"{len(set(expected) - group.seen_keys())} of {len(expected)} unseen; "
+                    f"highest offset handled per partition {group.highest_offsets()}; "
+                    f"events {last.events()[-4:]}; log:\n{last.log.read_text()[-3000:]}"
+                ),
+                interval_s=LEDGER_POLL_S,
+            )
+        except AssertionError:
+            # A stalled drain is a result too: its row says where it stalled.
+            unseen = len(set(expected) - group.seen_keys())
+            report(
+                Figures(
+                    scenario=f"{signal.Signals(signum).name} x{signals}",
+                    backend=backend,
+                    runs=signals,
+                    records=len(expected),
+                    lost=unseen,
+                    duplicated=group.tally(topic, expected).duplicated,
+                    duration_s=time.monotonic() - began,
+                    notes=f"FAILED: drain stalled, {unseen} records never handled; highest "
+                    f"offset handled per partition {group.highest_offsets()}",
+                )
+            )
+            raise
         stops.append(last.stop(STOP_BOUND_S))
     finally:
         if producer is not None:
