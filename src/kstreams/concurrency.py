@@ -60,15 +60,25 @@ class ConcurrentRunner:
         the running handlers finish and raise the first failure."""
         consumer = self._consumer
         consumer.on_revoking = self._drop_queued
+        consumer.on_data = self._slot.set
+        # Records taken per partition at most: one (partition order), or one per
+        # handler (key order); the rest stay buffered so other partitions go on.
+        per_partition = self._concurrency if self._by_key else 1
         try:
-            while self.failure is None:
+            while self.failure is None and not consumer.stopping:
                 while len(self._tasks) >= self._concurrency and self.failure is None:
                     self._slot.clear()
                     await self._slot.wait()
                 if self.failure is not None:
                     break
-                item = consumer.take()
+                self._slot.clear()
+                item = consumer.take(per_partition)
                 if item is None:
+                    if consumer.buffered:
+                        # Every buffered partition is at its limit: wait for a
+                        # handler to finish (or new records, or the stop).
+                        await self._slot.wait()
+                        continue
                     try:
                         await consumer.wait_for_records(None)
                     except ConsumerStoppedError:
@@ -88,6 +98,7 @@ class ConcurrentRunner:
         finally:
             await self._finish_running()
             consumer.on_revoking = None
+            consumer.on_data = None
         if self.failure is not None:
             raise self.failure
 

@@ -142,27 +142,31 @@ class StreamConsumer(Fetcher):
         self._buffered -= taken
         return result
 
-    def take(self) -> tuple[PartitionState, RawRecord] | None:
-        """The next buffered record and its partition, now outstanding; None if the buffer is empty.
+    def take(self, max_running: int) -> tuple[PartitionState, RawRecord] | None:
+        """The next buffered record of a partition with fewer than ``max_running`` records
+        outstanding, now outstanding itself; None if there is none.
 
         For a concurrent runner, which reports the record back with
-        :meth:`PartitionState.finished` and decrements :attr:`outstanding`.
+        :meth:`finished`. Partitions at their limit are passed over, so the
+        others' records are not stuck behind them in the buffer.
         """
         chunks = self._chunks
-        while chunks:
-            chunk = chunks[0]
+        while chunks and chunks[0].pos >= len(chunks[0].records):
+            chunks.popleft()
+            self._maybe_resume_flow()
+        for chunk in chunks:
             pos = chunk.pos
-            if pos < len(chunk.records):
+            part = chunk.part
+            if pos < len(chunk.records) and part.running < max_running:
                 chunk.pos = pos + 1
                 self._buffered -= 1
                 self.outstanding += 1
                 record = chunk.records[pos]
-                part = chunk.part
                 part.started(record.offset)
                 self._running[part.tp, record.offset] = record
                 return part, record
-            chunks.popleft()
-            self._maybe_resume_flow()
+            # Otherwise its later chunks wait too (the same part is at its limit):
+            # a partition is taken in offset order.
         return None
 
     def finished(self, part: PartitionState, record: RawRecord, *, handled: bool) -> None:

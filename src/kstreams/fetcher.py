@@ -101,6 +101,8 @@ class Fetcher:
         self._rebalance_done = asyncio.Event()
         self._rebalance_done.set()
 
+        #: Called whenever ``wait_for_records`` would wake (a concurrent runner's event).
+        self.on_data: Callable[[], None] | None = None
         #: Commits offsets instead of the port (an exactly-once stream's transaction);
         #: periodic commits are then the stream's, made between records.
         self.committer: Callable[[dict[TopicPartition, int]], Awaitable[None]] | None = None
@@ -126,7 +128,7 @@ class Fetcher:
     def stop_delivering(self) -> None:
         """Wake a waiting ``getone``; from now on it raises ``ConsumerStoppedError``."""
         self._closing = True
-        self._data.set()
+        self._notify()
 
     @property
     def stopping(self) -> bool:
@@ -226,7 +228,13 @@ class Fetcher:
         except BaseException as exc:
             # Handed to the consumer side, which raises it from getone/getmany.
             self._fetch_error = exc
-            self._data.set()
+            self._notify()
+
+    def _notify(self) -> None:
+        """Records arrived, the fetch failed, or the consumer is stopping: wake the waiters."""
+        self._data.set()
+        if self.on_data is not None:
+            self.on_data()
 
     def _watch_connection(self) -> None:
         if self._port.connected():
@@ -269,7 +277,7 @@ class Fetcher:
                 part.position = records[-1].offset + 1
                 added = True
         if added:
-            self._data.set()
+            self._notify()
 
     async def _wait_for_room_or_pause(self) -> None:
         """The buffer is full: wait a little for the handler, then pause the busy partitions.
