@@ -915,8 +915,14 @@ CASES: dict[str, Callable[[Params], Any]] = {
 def main() -> None:
     case, params = sys.argv[1], json.loads(sys.argv[2])
     CONFLUENT_EXTRA.update(params.get("confluent_extra") or {})
-    fn = CASES[case]
-    outcome = fn(params)
+    # The case modules import this file as ``cases``, a second copy of ``__main__``.
+    sys.modules.setdefault("cases", sys.modules[__name__])
+    if case.startswith("conc_"):
+        import concurrency_cases
+
+        outcome = asyncio.run(concurrency_cases.run(case, params))
+    else:
+        outcome = CASES[case](params)
     if asyncio.iscoroutine(outcome):
         outcome = asyncio.run(outcome)
     outcome["pid"] = os.getpid()

@@ -23,95 +23,25 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import concurrency_cases
+import peer_envs
+from catalog import BY_NAME, CASES, PEER_COLUMNS, PROFILE_CASES, RSS_CASES, RSS_REFERENCE
+from targets import targets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CASES_PY = HERE / "cases.py"
+PEER_CASES_PY = HERE / "peer_cases.py"
 RESULTS_DIR = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
 PARTITIONS = 3
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    label: str
-    section: str
-    #: The case of the same run this one's rate is divided by.
-    baseline: str | None = None
-
-
-CASES = [
-    Case("raw_aiokafka", "raw aiokafka getmany(500) loop", "consume"),
-    Case("port_aiokafka", "aiokafka adapter alone, port getmany loop", "consume", "raw_aiokafka"),
-    Case("ks_aiokafka", "kstreams aiokafka, typed no-op handler", "consume", "raw_aiokafka"),
-    Case("ks_aiokafka_batch", "kstreams aiokafka, batch handler", "consume", "raw_aiokafka"),
-    Case("raw_confluent", "raw confluent consume(500) thread", "consume"),
-    Case(
-        "port_confluent", "confluent adapter alone, port getmany loop", "consume", "raw_confluent"
-    ),
-    Case("ks_confluent", "kstreams confluent, typed no-op handler", "consume", "raw_confluent"),
-    Case("ks_confluent_batch", "kstreams confluent, batch handler", "consume", "raw_confluent"),
-    Case("memory_consume", "kstreams memory, consume only (typed no-op)", "memory"),
-    Case("memory_end_to_end", "kstreams memory, send N + handle N", "memory"),
-    Case("raw_send_aiokafka", "raw aiokafka send() + gather", "produce"),
-    Case(
-        "send_each_aiokafka",
-        "kstreams aiokafka, engine.send awaited one by one",
-        "produce",
-        "raw_send_aiokafka",
-    ),
-    Case(
-        "send_concurrent_aiokafka",
-        "kstreams aiokafka, engine.send, gather chunks",
-        "produce",
-        "raw_send_aiokafka",
-    ),
-    Case(
-        "send_many_aiokafka", "kstreams aiokafka, engine.send_many", "produce", "raw_send_aiokafka"
-    ),
-    Case("raw_send_confluent", "raw confluent produce() + flush", "produce"),
-    Case(
-        "send_each_confluent",
-        "kstreams confluent, engine.send awaited one by one",
-        "produce",
-        "raw_send_confluent",
-    ),
-    Case(
-        "send_concurrent_confluent",
-        "kstreams confluent, engine.send, gather chunks",
-        "produce",
-        "raw_send_confluent",
-    ),
-    Case(
-        "send_many_confluent",
-        "kstreams confluent, engine.send_many",
-        "produce",
-        "raw_send_confluent",
-    ),
-    Case("lag_confluent", "event-loop lag, confluent at full speed", "lag", "raw_confluent"),
-    Case("lag_aiokafka", "event-loop lag, aiokafka at full speed", "lag", "raw_aiokafka"),
-]
-RSS_CASES = [
-    Case("rss_aiokafka", "aiokafka, slow handler", "rss"),
-    Case("rss_confluent", "confluent, slow handler", "rss"),
-]
-PROFILE_CASES = [
-    Case("micro", "per-record pieces, no broker", "profile"),
-    Case("profile_aiokafka", "aiokafka typed no-op", "profile"),
-    Case("profile_confluent", "confluent typed no-op", "profile"),
-    Case("profile_send_many_aiokafka", "aiokafka engine.send_many", "profile"),
-    Case("profile_send_many_confluent", "confluent engine.send_many", "profile"),
-]
-BY_NAME = {case.name: case for case in [*CASES, *RSS_CASES, *PROFILE_CASES]}
-#: The full-speed case whose rate the slow handler of an RSS case is set from.
-RSS_REFERENCE = {"rss_aiokafka": "ks_aiokafka", "rss_confluent": "ks_confluent"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -130,6 +60,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rss-seconds", type=float, help="slow-handler run length (30 s)")
     parser.add_argument("--slowdown", type=float, default=100.0, help="slow handler factor")
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
+    parser.add_argument(
+        "--conc-seconds",
+        type=float,
+        help="target window of each concurrency case at its ideal rate (default 2 s)",
+    )
     parser.add_argument(
         "--confluent-extra",
         type=json.loads,
@@ -160,6 +95,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.produce_records = args.produce_records or max(1000, args.records // 2)
     args.send_each_records = args.send_each_records or max(500, args.records // 40)
     args.rss_seconds = args.rss_seconds or (6.0 if args.quick else 30.0)
+    args.conc_seconds = args.conc_seconds or (0.5 if args.quick else 2.0)
     if args.cases:
         names = [name.strip() for name in args.cases.split(",") if name.strip()]
         unknown = [name for name in names if name not in BY_NAME]
@@ -174,6 +110,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.cases
         or args.quick
         or args.records != 200_000
+        or args.conc_seconds != 2.0
         or args.no_profile
         or args.confluent_extra
     )
@@ -197,8 +134,11 @@ def broker(args: argparse.Namespace) -> Iterator[str]:
         yield bootstrap
 
 
-async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: int) -> float:
-    """Create the topics and write ``n`` records round-robin over the partitions."""
+async def preload(
+    bootstrap: str, topic: str, produce_topic: str, n: int, size: int, keyed: tuple[str, int]
+) -> float:
+    """Create the topics and write ``n`` records round-robin over the partitions, and
+    the keyed topic of the concurrency cases (``keyed[1]`` records, 60 keys)."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -206,7 +146,7 @@ async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: 
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name, PARTITIONS, 1) for name in (topic, produce_topic)]
+            [NewTopic(name, PARTITIONS, 1) for name in (topic, produce_topic, keyed[0])]
         )
     finally:
         await admin.close()
@@ -216,6 +156,8 @@ async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: 
     try:
         value = b"x" * size
         deliveries = [await producer.send(topic, value, partition=i % PARTITIONS) for i in range(n)]
+        for key, partition in concurrency_cases.keyed_records(keyed[1]):
+            deliveries.append(await producer.send(keyed[0], value, key, partition=partition))
         await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
@@ -226,8 +168,13 @@ async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: 
 
 
 def run_case(name: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run one case in a fresh interpreter; its result, or ``{"error": ...}``."""
-    command = [sys.executable, str(CASES_PY), name, json.dumps(params)]
+    """Run one case in a fresh interpreter (the project's, or its peer's virtualenv);
+    its result, ``{"na": why}`` for a case that does not apply, or ``{"error": ...}``."""
+    env = BY_NAME[name].env
+    if env == "project":
+        command = [sys.executable, str(CASES_PY), name, json.dumps(params)]
+    else:
+        command = [str(peer_envs.python_of(env)), str(PEER_CASES_PY), name, json.dumps(params)]
     started = time.perf_counter()
     try:
         done = subprocess.run(
@@ -246,7 +193,7 @@ def run_case(name: str, params: dict[str, Any], timeout_s: float) -> dict[str, A
 
 
 def summarize(runs: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
-    values = [run[key] for run in runs if key in run and "error" not in run]
+    values = [run[key] for run in runs if key in run and "error" not in run and "na" not in run]
     if not values:
         return {}
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -290,6 +237,56 @@ def machine() -> dict[str, Any]:
     }
 
 
+def prepare_peers(selected: list[str]) -> dict[str, Any]:
+    """Make the virtualenvs of the peers the selected cases need; per peer, its
+    versions, or ``{"error": ...}`` (its cases then fail with that error)."""
+    needed = {BY_NAME[name].env for name in selected} - {"project"}
+    out: dict[str, Any] = {}
+    log = RESULTS_DIR / "venvs.log"
+    for peer in peer_envs.peers():
+        if peer.name not in needed:
+            continue
+        print(f"  virtualenv for {peer.label}: {' '.join(peer.requirements)}", flush=True)
+        try:
+            out[peer.name] = {"label": peer.label, "versions": peer_envs.ensure(peer, log)}
+        except (OSError, subprocess.SubprocessError) as exc:
+            out[peer.name] = {"label": peer.label, "error": f"{exc!r} (see {log})"}
+    return out
+
+
+class LoadSampler:
+    """The 1-minute load average every 10 s while the run measures."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(10):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        return {
+            "min": min(self.samples),
+            "mean": statistics.fmean(self.samples),
+            "max": max(self.samples),
+            "samples": len(self.samples),
+        }
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     print(f"kstreams benchmarks: {args.records:,} records x {args.value_size} B, {args.reps} reps")
@@ -298,11 +295,17 @@ def main(argv: list[str]) -> int:
     else:
         load_before, waited = wait_for_quiet(args.max_load, args.load_wait)
     print(f"  1-minute load at start: {load_before:.2f} (waited {waited:.0f} s)")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    peers = prepare_peers(args.selected)
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     produce_topic = f"{topic}-produce"
+    keyed = (f"{topic}-keyed", concurrency_cases.records_for("key", 64, args.conc_seconds))
     base = {
         "topic": topic,
         "produce_topic": produce_topic,
+        "keyed_topic": keyed[0],
+        "keyed_records": keyed[1],
+        "conc_seconds": args.conc_seconds,
         "records": args.records,
         "value_size": args.value_size,
         "produce_records": args.produce_records,
@@ -313,18 +316,19 @@ def main(argv: list[str]) -> int:
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.selected}
     started = time.perf_counter()
-    with broker(args) as bootstrap:
+    with broker(args) as bootstrap, LoadSampler() as load:
         base["bootstrap"] = bootstrap
         print(f"  broker {bootstrap}; pre-loading {args.records:,} records...", flush=True)
         load_s = asyncio.run(
-            preload(bootstrap, topic, produce_topic, args.records, args.value_size)
+            preload(bootstrap, topic, produce_topic, args.records, args.value_size, keyed)
         )
         print(f"  pre-loaded in {load_s:.1f} s")
         plain = [name for name in args.selected if BY_NAME[name].section not in ("rss", "profile")]
         for rep in range(args.reps):
             for name in plain:
                 params = {**base, "group": f"{name}-{rep}-{uuid.uuid4().hex[:6]}"}
-                result = run_case(name, params, timeout_s=180)
+                error = peers.get(BY_NAME[name].env, {}).get("error")
+                result = {"error": error} if error else run_case(name, params, timeout_s=180)
                 runs[name].append(result)
                 print(f"  rep {rep + 1} {name:<28} {_brief(result)}", flush=True)
         for name in args.selected:
@@ -342,7 +346,8 @@ def main(argv: list[str]) -> int:
     total_s = time.perf_counter() - started
     load_after = os.getloadavg()[0]
     report = build_report(args, runs, load_before, load_after, load_s, total_s)
-    RESULTS_DIR.mkdir(exist_ok=True)
+    report["load"]["during"] = load.summary()
+    report["peers"] = peers
     (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     from report import markdown, text_table
 
@@ -366,6 +371,8 @@ def rss_params(name: str, runs: dict[str, list[dict[str, Any]]], args: Any) -> d
 
 
 def _brief(result: dict[str, Any]) -> str:
+    if "na" in result:
+        return "n/a: " + result["na"]
     if "error" in result:
         return "ERROR " + result["error"][:200]
     text = f"{result['rate']:>12,.0f} rec/s"
@@ -374,6 +381,9 @@ def _brief(result: dict[str, Any]) -> str:
     if "lag" in result:
         lag = result["lag"]
         text += f"  lag p50 {lag.get('p50_ms', 0):.2f} p99 {lag.get('p99_ms', 0):.2f} ms"
+    if "most_in_flight" in result:
+        text += f"  {result['of_n_x_200']:.2f}x N*200, at most {result['most_in_flight']} in flight"
+        text += " (partial)" if result.get("partial") else ""
     if "growth_pct" in result:
         text += f"  RSS {result['q1_kb'] / 1024:.0f}->{result['q4_kb'] / 1024:.0f} MiB"
         text += f" ({result['growth_pct']:+.1f}%)"
@@ -399,11 +409,17 @@ def build_report(
             "rate": summarize(results),
             "join_s": summarize(results, "join_s"),
             "errors": [run["error"] for run in results if "error" in run],
+            "na": next((run["na"] for run in results if "na" in run), None),
         }
         if case.baseline and entry["rate"] and runs.get(case.baseline):
             base = summarize(runs[case.baseline])
             if base:
                 entry["ratio"] = entry["rate"]["median"] / base["median"]
+        entry["peer_ratios"] = {}
+        for column, peer in PEER_COLUMNS.get(case.section, []):
+            base = summarize(runs.get(peer, []))
+            if entry["rate"] and base:
+                entry["peer_ratios"][column] = entry["rate"]["median"] / base["median"]
         if case.section == "lag":
             for key in ("p50_ms", "p99_ms", "max_ms"):
                 entry[key] = summarize([run["lag"] for run in results if "lag" in run], key)
@@ -424,6 +440,7 @@ def build_report(
             "send_each_records": args.send_each_records,
             "chunk": args.chunk,
             "rss_seconds": args.rss_seconds,
+            "conc_seconds": args.conc_seconds,
             "slowdown": args.slowdown,
             "confluent_extra": args.confluent_extra,
             "argv": sys.argv[1:],
@@ -433,62 +450,6 @@ def build_report(
         "cases": cases,
         "targets": targets(cases),
     }
-
-
-def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 7: the measured value, the bound, PASS or MISS."""
-    out: list[dict[str, Any]] = []
-
-    def add(
-        name: str, value: float | None, bound: float, higher_is_better: bool, unit: str
-    ) -> None:
-        if value is None:
-            out.append({"target": name, "value": None, "bound": bound, "verdict": "n/a"})
-            return
-        ok = value >= bound if higher_is_better else value < bound
-        out.append(
-            {
-                "target": name,
-                "value": value,
-                "bound": bound,
-                "unit": unit,
-                "verdict": "PASS" if ok else "MISS",
-                # How far above (+) or below (-) the bound, relative to it.
-                "margin_pct": (value / bound - 1) * 100 * (1 if higher_is_better else -1),
-            }
-        )
-
-    def ratio(name: str) -> float | None:
-        entry = cases.get(name)
-        return entry.get("ratio") if entry else None
-
-    def median(name: str, key: str = "rate") -> float | None:
-        entry = cases.get(name)
-        return entry[key].get("median") if entry and entry.get(key) else None
-
-    add("aiokafka backend >= 0.8x raw getmany loop", ratio("ks_aiokafka"), 0.8, True, "x")
-    add("confluent backend >= 0.5x raw consume thread", ratio("ks_confluent"), 0.5, True, "x")
-    add("memory typed no-op >= 1,000,000 rec/s", median("memory_consume"), 1e6, True, "rec/s")
-    add(
-        "send_many >= 0.8x raw batched send (aiokafka)", ratio("send_many_aiokafka"), 0.8, True, "x"
-    )
-    add(
-        "send_many >= 0.8x raw batched send (confluent)",
-        ratio("send_many_confluent"),
-        0.8,
-        True,
-        "x",
-    )
-    add(
-        "event-loop lag p99 < 5 ms (confluent)", median("lag_confluent", "p99_ms"), 5.0, False, "ms"
-    )
-    for name in ("rss_aiokafka", "rss_confluent"):
-        entry = cases.get(name)
-        runs = [run for run in entry["runs"] if "growth_pct" in run] if entry else []
-        # Growth is what an unbounded prefetch shows; a shrinking RSS passes.
-        growth = max((run["growth_pct"] for run in runs), default=None)
-        add(f"RSS grows < 10% Q1->Q4 ({name[4:]}, slow handler)", growth, 10.0, False, "%")
-    return out
 
 
 if __name__ == "__main__":

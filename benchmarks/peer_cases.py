@@ -1,0 +1,163 @@
+"""The peers' cases, run by ``run.py`` with the peer's own interpreter.
+
+    benchmarks/results/venvs/kpn/bin/python benchmarks/peer_cases.py kpn_consume '{...}'
+
+Same window and same group timings as ``cases.py`` (first record to N-th, join
+excluded), and every handler awaits nothing but counts each record. Each peer
+runs in its own virtualenv (``peer_envs.py``): kpn/kstreams is imported here
+under the name ``kstreams``, which is why this file never sees the project.
+"""
+
+# No ``from __future__ import annotations``: kpn/kstreams and FastStream read the
+# handler's annotations at declaration and need them as classes, not strings.
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from cases import GROUP_OPTIONS, RD_GROUP_PROPERTIES, Params, Result, Window, wait_done
+
+
+def _counter(window: Window) -> Any:
+    n = window.n
+
+    def count() -> None:
+        seen = window.seen + 1
+        window.seen = seen
+        if seen == 1:
+            window.first = time.perf_counter()
+        if seen == n:
+            window.last = time.perf_counter()
+            window.done.set()
+
+    return count
+
+
+async def kpn_consume(p: Params) -> Result:
+    """kpn/kstreams 0.34.6, a stream with a typed no-op handler, its default settings."""
+    from kstreams.backends.kafka import Kafka
+
+    import kstreams
+    from kstreams import ConsumerRecord, create_engine
+
+    if "site-packages" not in (kstreams.__file__ or ""):
+        raise RuntimeError(f"not kpn/kstreams from its virtualenv: {kstreams.__file__}")
+    window = Window(p["records"])
+    count = _counter(window)
+    engine = create_engine(title="bench", backend=Kafka(bootstrap_servers=[p["bootstrap"]]))
+
+    @engine.stream(p["topic"], group_id=p["group"], auto_offset_reset="earliest", **GROUP_OPTIONS)
+    async def handle(cr: ConsumerRecord) -> None:  # type: ignore[type-arg]
+        count()
+
+    window.restart()
+    await engine.start()
+    try:
+        await wait_done(window, 120)
+    finally:
+        await engine.stop()
+    return window.result()
+
+
+async def faststream_consume(p: Params) -> Result:
+    """FastStream 0.7.8, an aiokafka subscriber with a no-op handler of the body; logger off."""
+    from faststream.kafka import KafkaBroker
+
+    window = Window(p["records"])
+    count = _counter(window)
+    broker = KafkaBroker(p["bootstrap"], logger=None)
+
+    @broker.subscriber(  # type: ignore[untyped-decorator,unused-ignore]
+        p["topic"], group_id=p["group"], auto_offset_reset="earliest", **GROUP_OPTIONS
+    )
+    async def handle(body: bytes) -> None:
+        count()
+
+    window.restart()
+    await broker.start()
+    try:
+        await wait_done(window, 120)
+    finally:
+        await broker.stop()
+    return window.result()
+
+
+async def aio_consume(p: Params) -> Result:
+    """confluent_kafka.aio: ``AIOConsumer.consume(500)`` batches, a no-op coroutine
+    awaited per message (as a framework calling a handler would)."""
+    from confluent_kafka.aio import AIOConsumer
+
+    n = p["records"]
+    window = Window(n)
+    consumer = AIOConsumer(
+        {
+            "bootstrap.servers": p["bootstrap"],
+            "group.id": p["group"],
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **RD_GROUP_PROPERTIES,
+        }
+    )
+
+    async def handler(message: Any) -> None:
+        return None
+
+    await consumer.subscribe([p["topic"]])
+    try:
+        seen = 0
+        deadline = time.perf_counter() + 60
+        while seen < n and time.perf_counter() < deadline:
+            messages = await consumer.consume(500, 1.0)
+            if messages and not seen:
+                window.first = time.perf_counter()
+            for message in messages:
+                if message.error() is None:
+                    await handler(message)
+                    seen += 1
+        window.last = time.perf_counter()
+        window.seen = seen
+    finally:
+        await consumer.close()
+    return window.result()
+
+
+async def aio_send(p: Params) -> Result:
+    """confluent_kafka.aio ``AIOProducer.produce()`` every record (no headers: it rejects
+    them), then ``flush()`` and gather the deliveries; the raw producer's properties."""
+    from confluent_kafka.aio import AIOProducer
+
+    n, value, topic = p["produce_records"], b"x" * p["value_size"], p["produce_topic"]
+    producer = AIOProducer(
+        {"bootstrap.servers": p["bootstrap"], "linger.ms": 0, "batch.size": 16384, "acks": 1}
+    )
+    try:
+        await producer.list_topics(timeout=10)
+        started = time.perf_counter()
+        deliveries = [await producer.produce(topic, value=value) for _ in range(n)]
+        await producer.flush()
+        await asyncio.gather(*deliveries)
+        ended = time.perf_counter()
+    finally:
+        await producer.close()
+    return {"records": n, "seconds": ended - started, "rate": n / (ended - started)}
+
+
+CASES = {
+    "kpn_consume": kpn_consume,
+    "faststream_consume": faststream_consume,
+    "aio_consume": aio_consume,
+    "aio_send": aio_send,
+}
+
+
+def main() -> None:
+    case, params = sys.argv[1], json.loads(sys.argv[2])
+    outcome = asyncio.run(CASES[case](params))
+    outcome["pid"] = os.getpid()
+    print("RESULT " + json.dumps(outcome), flush=True)
+
+
+if __name__ == "__main__":
+    main()
