@@ -172,10 +172,23 @@ def _best_us(run: Callable[[], int], repeat: int = 5) -> float:
     return best
 
 
+def _first(*paths: tuple[str, str]) -> Any:
+    """The first of ``(module, attribute)`` that exists: internals move between versions."""
+    import importlib
+
+    for module, name in paths:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise LookupError(f"none of {paths}")
+
+
 def micro(p: Params) -> Result:
     """Per-record costs of pieces of the path, without a broker nor a profiler.
 
-    Uses adapter internals (``_convert_records``, ``_record``, ``_accept``); a
+    Uses adapter internals (``_convert_records``, the confluent record builder,
+    ``_accept``); a
     piece whose internals changed is reported as missing instead of failing.
     """
     import aiokafka.structs
@@ -235,7 +248,10 @@ def micro(p: Params) -> Result:
     def confluent_record() -> int:
         import inspect
 
-        from kstreams.backends.confluent import _record
+        _record = _first(
+            ("kstreams.backends.confluent", "_record"),
+            ("kstreams.backends.confluent.messages", "build_record"),
+        )
 
         # Given the message alone, or the message and its (cached) topic and partition.
         extra = ("bench", 0)[: len(inspect.signature(_record).parameters) - 1]
@@ -275,7 +291,7 @@ def micro(p: Params) -> Result:
     piece("raw confluent loop checking message.error()", touch_confluent)
     piece("ConsumerRecord(topic, ..., value) constructor", dataclass_init)
     piece("aiokafka adapter _convert_records, per record", aiokafka_convert)
-    piece("confluent adapter _record(message)", confluent_record)
+    piece("confluent adapter: our record from a Message", confluent_record)
     piece("confluent adapter _accept (records, admit, positions), per record", confluent_accept)
     piece("await a no-op coroutine, per record", noop_await)
     return {"records": batches * batch, "rate": 0.0, "costs_us": costs}
