@@ -349,15 +349,36 @@ def main(argv: list[str]) -> int:
     report["load"]["during"] = load.summary()
     report["peers"] = peers
     (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    from report import markdown, text_table
+    from report import markdown, summary, text_table
 
     print()
     print(text_table(report))
     if args.markdown:
         args.markdown.write_text(markdown(report))
         print(f"\nwrote {args.markdown}")
+    if args.markdown == RESULTS_MD:
+        for page in SUMMARY_PAGES:
+            if splice(page, summary(report)):
+                print(f"updated the results in {page.relative_to(ROOT)}")
     print(f"wrote {(RESULTS_DIR / 'latest.json').relative_to(ROOT)}; total {total_s:.0f} s")
     return 0
+
+
+BEGIN, END = "<!-- benchmark results: begin -->", "<!-- benchmark results: end -->"
+#: Pages whose results block a full default run rewrites.
+SUMMARY_PAGES = [ROOT / "README.md", ROOT / "docs" / "benchmarks.md"]
+
+
+def splice(page: Path, text: str) -> bool:
+    """Replace what lies between the two markers of ``page``; False if it has none."""
+    if not page.exists():
+        return False
+    content = page.read_text()
+    start, end = content.find(BEGIN), content.find(END)
+    if start < 0 or end < start:
+        return False
+    page.write_text(content[: start + len(BEGIN)] + "\n" + text + content[end:])
+    return True
 
 
 def rss_params(name: str, runs: dict[str, list[dict[str, Any]]], args: Any) -> dict[str, Any]:
