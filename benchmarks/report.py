@@ -216,7 +216,7 @@ def _target_rows(report: dict[str, Any]) -> list[list[str]]:
         value = target["value"]
         unit = target.get("unit", "")
         if value is None:
-            shown = "-"
+            shown = f"n/a: {target['note']}" if target.get("note") else "-"
         elif unit == "rec/s":
             shown = f"{value:,.0f} rec/s"
         elif unit == "x":

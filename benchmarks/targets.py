@@ -21,7 +21,13 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(
-        name: str, value: float | None, bound: float, kind: str, unit: str, issue: int = 12
+        name: str,
+        value: float | None,
+        bound: float,
+        kind: str,
+        unit: str,
+        issue: int = 12,
+        note: str | None = None,
     ) -> None:
         row: dict[str, Any] = {
             "target": name,
@@ -31,7 +37,7 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
             "unit": unit,
         }
         if value is None:
-            out.append({**row, "verdict": "n/a"})
+            out.append({**row, "verdict": "n/a", "note": note})
             return
         if kind == "at least":
             ok, margin = value >= bound, (value / bound - 1) * 100
@@ -118,12 +124,14 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
             if n > conc.TARGET_UP_TO:
                 continue
             bound = conc.TARGET_FRACTION * n / conc.SLEEP_S
+            name = conc.case_name(backend, "key", n)
             add(
                 f"concurrency={n} ordering=key >= {bound:,.0f} rec/s ({backend})",
-                _rate(cases, conc.case_name(backend, "key", n)),
+                _rate(cases, name),
                 bound,
                 "at least",
                 "rec/s",
                 issue=13,
+                note=(cases.get(name) or {}).get("na"),
             )
     return out
