@@ -95,6 +95,20 @@ PRODUCE = [
         "raw_send_confluent",
     ),
     Case(
+        "kpn_send_concurrent",
+        "peer: kpn/kstreams 0.34.6, engine.send, gather chunks",
+        "produce",
+        "raw_send_aiokafka",
+        env="kpn",
+    ),
+    Case(
+        "kpn_send_many",
+        "peer: kpn/kstreams 0.34.6, engine.send_many",
+        "produce",
+        "raw_send_aiokafka",
+        env="kpn",
+    ),
+    Case(
         "aio_send",
         "peer: confluent_kafka.aio AIOProducer.produce() + flush, no headers",
         "produce",
@@ -131,5 +145,9 @@ PEER_COLUMNS = {
         ("x kpn", "kpn_consume"),
         ("x FastStream", "faststream_consume"),
     ],
-    "produce": [("x AIOProducer", "aio_send")],
+    "produce": [
+        ("x AIOProducer", "aio_send"),
+        ("x kpn send", "kpn_send_concurrent"),
+        ("x kpn send_many", "kpn_send_many"),
+    ],
 }

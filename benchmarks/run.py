@@ -402,6 +402,8 @@ def _brief(result: dict[str, Any]) -> str:
     if "lag" in result:
         lag = result["lag"]
         text += f"  lag p50 {lag.get('p50_ms', 0):.2f} p99 {lag.get('p99_ms', 0):.2f} ms"
+    if result.get("dropped"):
+        text += f"  ({result['dropped']:,} of {result['asked']:,} records DROPPED)"
     if "most_in_flight" in result:
         text += f"  {result['of_n_x_200']:.2f}x N*200, at most {result['most_in_flight']} in flight"
         text += " (partial)" if result.get("partial") else ""
