@@ -106,7 +106,11 @@ CONC_HEADER = [
 
 def _records(report: dict[str, Any], name: str, entry: dict[str, Any]) -> str:
     runs = [run for run in entry["runs"] if "records" in run]
-    return f"{runs[0]['records']:,}" if runs else "-"
+    if not runs:
+        return "-"
+    if runs[0].get("dropped"):
+        return f"{runs[0]['records']:,} of {runs[0]['asked']:,} sent (rest dropped)"
+    return f"{runs[0]['records']:,}"
 
 
 HEADER = ["case", "id", "records", "records/s (median)", "min-max", "x raw", "join s"]
