@@ -472,6 +472,9 @@ def main() -> None:
     if asyncio.iscoroutine(outcome):
         outcome = asyncio.run(outcome)
     outcome["pid"] = os.getpid()
+    if "kstreams" in sys.modules:
+        # Which sources ran: the project's, or a --baseline's.
+        outcome["kstreams_from"] = os.path.dirname(sys.modules["kstreams"].__file__ or "")
     print("RESULT " + json.dumps(outcome), flush=True)
 
 

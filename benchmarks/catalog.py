@@ -124,6 +124,26 @@ CONCURRENCY = [
     Case(name, "handler sleeping 5 ms, " + name, "concurrency") for name in concurrency_cases.NAMES
 ]
 CASES = [*CONSUME, *PEER_CONSUME, *MEMORY, *PRODUCE, *LAG, *CONCURRENCY]
+#: With ``--baseline REF``: the typed no-op cases on REF's sources (``base_<case>``).
+BASELINE_CASES = [
+    Case(
+        "base_ks_aiokafka",
+        "baseline: kstreams aiokafka, typed no-op",
+        "consume",
+        "raw_aiokafka",
+        env="baseline",
+    ),
+    Case(
+        "base_ks_confluent",
+        "baseline: kstreams confluent, typed no-op",
+        "consume",
+        "raw_confluent",
+        env="baseline",
+    ),
+    Case(
+        "base_memory_consume", "baseline: kstreams memory, consume only", "memory", env="baseline"
+    ),
+]
 RSS_CASES = [
     Case("rss_aiokafka", "aiokafka, slow handler", "rss"),
     Case("rss_confluent", "confluent, slow handler", "rss"),
@@ -135,7 +155,7 @@ PROFILE_CASES = [
     Case("profile_send_many_aiokafka", "aiokafka engine.send_many", "profile"),
     Case("profile_send_many_confluent", "confluent engine.send_many", "profile"),
 ]
-BY_NAME = {case.name: case for case in [*CASES, *RSS_CASES, *PROFILE_CASES]}
+BY_NAME = {case.name: case for case in [*CASES, *BASELINE_CASES, *RSS_CASES, *PROFILE_CASES]}
 #: The full-speed case whose rate the slow handler of an RSS case is set from.
 RSS_REFERENCE = {"rss_aiokafka": "ks_aiokafka", "rss_confluent": "ks_confluent"}
 #: Per table, the peers every row is also divided by (column header, case).

@@ -1,4 +1,7 @@
-"""The peers' virtualenvs: one per peer, made by the run itself, installed from PyPI.
+"""Where cases run besides the project's interpreter: the peers' virtualenvs, and the
+sources of a ``--baseline``.
+
+The peers' virtualenvs: one per peer, made by the run itself, installed from PyPI.
 
 kpn/kstreams installs under the import name ``kstreams``, as this project does,
 so no peer shares an interpreter with the project or with another peer. Each
@@ -10,14 +13,18 @@ ones asked for; anything else makes it anew.
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-VENVS = Path(__file__).resolve().parent / "results" / "venvs"
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / "benchmarks" / "results" / "venvs"
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,41 @@ def peers() -> list[Peer]:
             ("confluent-kafka",),
         ),
     ]
+
+
+def prepare(envs: set[str], log: Path) -> dict[str, Any]:
+    """Make the virtualenvs of the peers the selected cases need; per peer, its
+    versions, or ``{"error": ...}`` (its cases then fail with that error)."""
+    needed = envs - {"project", "baseline"}
+    out: dict[str, Any] = {}
+    for peer in peers():
+        if peer.name not in needed:
+            continue
+        print(f"  virtualenv for {peer.label}: {' '.join(peer.requirements)}", flush=True)
+        try:
+            out[peer.name] = {"label": peer.label, "versions": ensure(peer, log)}
+        except (OSError, subprocess.SubprocessError) as exc:
+            out[peer.name] = {"label": peer.label, "error": f"{exc!r} (see {log})"}
+    return out
+
+
+BASELINE_DIR = VENVS.parent / "baseline"
+
+
+def prepare_baseline(ref: str) -> str:
+    """Extract ``src/`` of git ``ref`` into ``results/baseline``; its short commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
+    if BASELINE_DIR.exists():
+        shutil.rmtree(BASELINE_DIR)
+    BASELINE_DIR.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", commit, "src"], capture_output=True, cwd=ROOT, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(BASELINE_DIR, filter="data")
+    return commit
 
 
 def python_of(name: str) -> Path:

@@ -16,14 +16,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,8 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import concurrency_cases
+import machine
 import peer_envs
-from catalog import BY_NAME, CASES, PEER_COLUMNS, PROFILE_CASES, RSS_CASES, RSS_REFERENCE
+from catalog import (
+    BASELINE_CASES,
+    BY_NAME,
+    CASES,
+    PEER_COLUMNS,
+    PROFILE_CASES,
+    RSS_CASES,
+    RSS_REFERENCE,
+)
 from targets import targets
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +66,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rss-seconds", type=float, help="slow-handler run length (30 s)")
     parser.add_argument("--slowdown", type=float, default=100.0, help="slow handler factor")
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
+    parser.add_argument(
+        "--baseline",
+        help="a git ref: also run the typed no-op cases on its src/ (base_* cases), "
+        "for the issue 13 bound concurrency=1 within 5%% of before",
+    )
     parser.add_argument(
         "--conc-seconds",
         type=float,
@@ -104,6 +115,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.selected = names
     else:
         args.selected = [case.name for case in [*CASES, *RSS_CASES]]
+        if args.baseline:
+            at = args.selected.index("lag_confluent")
+            args.selected[at:at] = [case.name for case in BASELINE_CASES]
         if not args.no_profile:
             args.selected += [case.name for case in PROFILE_CASES]
     full = not (
@@ -171,14 +185,25 @@ def run_case(name: str, params: dict[str, Any], timeout_s: float) -> dict[str, A
     """Run one case in a fresh interpreter (the project's, or its peer's virtualenv);
     its result, ``{"na": why}`` for a case that does not apply, or ``{"error": ...}``."""
     env = BY_NAME[name].env
+    environ = None
     if env == "project":
         command = [sys.executable, str(CASES_PY), name, json.dumps(params)]
+    elif env == "baseline":
+        # The same case on the baseline's sources, ahead of the editable install.
+        command = [sys.executable, str(CASES_PY), name[len("base_") :], json.dumps(params)]
+        environ = {**os.environ, "PYTHONPATH": str(peer_envs.BASELINE_DIR / "src")}
     else:
         command = [str(peer_envs.python_of(env)), str(PEER_CASES_PY), name, json.dumps(params)]
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=ROOT,
+            check=False,
+            env=environ,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f}s"}
@@ -199,104 +224,22 @@ def summarize(runs: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def wait_for_quiet(max_load: float, limit_s: float) -> tuple[float, float]:
-    """Poll the 1-minute load every 20 s until it is below ``max_load`` (bounded)."""
-    started = time.monotonic()
-    load = os.getloadavg()[0]
-    while load >= max_load and time.monotonic() - started < limit_s:
-        print(f"  1-minute load {load:.2f} >= {max_load}; waiting for a quieter machine...")
-        time.sleep(20)
-        load = os.getloadavg()[0]
-    return load, time.monotonic() - started
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    import confluent_kafka
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "aiokafka": importlib.metadata.version("aiokafka"),
-        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "kstreams_commit": commit + (" (src modified)" if dirty else ""),
-    }
-
-
-def prepare_peers(selected: list[str]) -> dict[str, Any]:
-    """Make the virtualenvs of the peers the selected cases need; per peer, its
-    versions, or ``{"error": ...}`` (its cases then fail with that error)."""
-    needed = {BY_NAME[name].env for name in selected} - {"project"}
-    out: dict[str, Any] = {}
-    log = RESULTS_DIR / "venvs.log"
-    for peer in peer_envs.peers():
-        if peer.name not in needed:
-            continue
-        print(f"  virtualenv for {peer.label}: {' '.join(peer.requirements)}", flush=True)
-        try:
-            out[peer.name] = {"label": peer.label, "versions": peer_envs.ensure(peer, log)}
-        except (OSError, subprocess.SubprocessError) as exc:
-            out[peer.name] = {"label": peer.label, "error": f"{exc!r} (see {log})"}
-    return out
-
-
-class LoadSampler:
-    """The 1-minute load average every 10 s while the run measures."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while True:
-            self.samples.append(os.getloadavg()[0])
-            if self._stop.wait(10):
-                return
-
-    def __enter__(self) -> LoadSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def summary(self) -> dict[str, float]:
-        if not self.samples:
-            return {}
-        return {
-            "min": min(self.samples),
-            "mean": statistics.fmean(self.samples),
-            "max": max(self.samples),
-            "samples": len(self.samples),
-        }
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     print(f"kstreams benchmarks: {args.records:,} records x {args.value_size} B, {args.reps} reps")
     if args.no_wait:
         load_before, waited = os.getloadavg()[0], 0.0
     else:
-        load_before, waited = wait_for_quiet(args.max_load, args.load_wait)
+        load_before, waited = machine.wait_for_quiet(args.max_load, args.load_wait)
     print(f"  1-minute load at start: {load_before:.2f} (waited {waited:.0f} s)")
     RESULTS_DIR.mkdir(exist_ok=True)
-    peers = prepare_peers(args.selected)
+    peers = peer_envs.prepare(
+        {BY_NAME[name].env for name in args.selected}, RESULTS_DIR / "venvs.log"
+    )
+    baseline = None
+    if any(BY_NAME[name].env == "baseline" for name in args.selected):
+        baseline = peer_envs.prepare_baseline(args.baseline or "HEAD")
+        print(f"  baseline: src/ of {baseline} in {peer_envs.BASELINE_DIR.relative_to(ROOT)}")
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     produce_topic = f"{topic}-produce"
     keyed = (f"{topic}-keyed", concurrency_cases.records_for("key", 64, args.conc_seconds))
@@ -316,7 +259,7 @@ def main(argv: list[str]) -> int:
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.selected}
     started = time.perf_counter()
-    with broker(args) as bootstrap, LoadSampler() as load:
+    with broker(args) as bootstrap, machine.LoadSampler() as load:
         base["bootstrap"] = bootstrap
         print(f"  broker {bootstrap}; pre-loading {args.records:,} records...", flush=True)
         load_s = asyncio.run(
@@ -348,6 +291,7 @@ def main(argv: list[str]) -> int:
     report = build_report(args, runs, load_before, load_after, load_s, total_s)
     report["load"]["during"] = load.summary()
     report["peers"] = peers
+    report["baseline"] = baseline
     (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     from report import markdown, summary, text_table
 
@@ -452,7 +396,7 @@ def build_report(
         cases[name] = entry
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": machine.describe(),
         "load": {"before": load_before, "after": load_after},
         "params": {
             "records": args.records,

@@ -119,6 +119,16 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
         runs = [run for run in entry["runs"] if "growth_pct" in run] if entry else []
         growth = max((run["growth_pct"] for run in runs), key=abs, default=None)
         add(f"RSS flat (+-10%) Q1->Q4 ({name[4:]}, slow handler)", growth, 10.0, "within", "%")
+    for name in ("ks_aiokafka", "ks_confluent", "memory_consume"):
+        add(
+            f"{name} (concurrency=1) >= 0.95x the same case on the baseline",
+            _ratio(cases, name, f"base_{name}"),
+            0.95,
+            "at least",
+            "x",
+            issue=13,
+            note=None if f"base_{name}" in cases else "no --baseline in this run",
+        )
     for backend in conc.BACKENDS:
         for n in conc.CONCURRENCIES:
             if n > conc.TARGET_UP_TO:
