@@ -46,6 +46,7 @@ class StreamEngine:
         self._hooks = hooks or Hooks()
         self._streams: dict[str, Stream] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._stop_task: asyncio.Task[None] | None = None
         self._started = False
 
     def __repr__(self) -> str:
@@ -160,6 +161,9 @@ class StreamEngine:
     async def start(self) -> None:
         if self._started:
             return
+        if self._stop_task is not None and not self._stop_task.done():
+            await asyncio.shield(self._stop_task)
+        self._stop_task = None
         await self._hooks.run("on_startup")
         await self._producer.start()
         self._started = True
@@ -170,22 +174,42 @@ class StreamEngine:
             await self.stop()
             raise failures[0]
         await self._hooks.run("after_startup")
-        logger.info("engine %r started with %d streams", self.title, len(to_start))
+        logger.info("engine %r started with %d stream(s)", self.title, len(to_start))
 
     async def stop(self) -> None:
-        if not self._started:
+        """Stop every stream (each finishing its record and committing), then flush and
+        close the producer, then run the after_stop hooks.
+
+        Single-flight: a second caller awaits the stop under way. Called from
+        one of the engine's own streams (its handler), it returns at once and
+        the stop completes in the background once the handler returns.
+        """
+        task = self._stop_task
+        if task is None:
+            if not self._started:
+                return
+            task = self._stop_task = asyncio.get_running_loop().create_task(
+                self._stop_now(), name="kstreams-engine-stop"
+            )
+        current = asyncio.current_task()
+        if any(stream._task is current for stream in self._streams.values()):
+            task.add_done_callback(self._background_done)
             return
+        await asyncio.shield(task)
+
+    async def _stop_now(self) -> None:
         self._started = False
         # A failing hook must not leave consumers running: stop everything, then raise.
         errors = await self._hooks.run_all("on_stop")
-        results = await asyncio.gather(
-            *(s.stop() for s in self._streams.values()), return_exceptions=True
-        )
-        for stream, result in zip(self._streams.values(), results, strict=True):
+        streams = list(self._streams.values())  # add/remove_stream may run meanwhile
+        results = await asyncio.gather(*(s.stop() for s in streams), return_exceptions=True)
+        for stream, result in zip(streams, results, strict=True):
             if isinstance(result, BaseException):
                 logger.error("stream %r failed to stop cleanly", stream.name, exc_info=result)
         try:
             await self._producer.stop()
+        except Exception as exc:
+            errors.append(exc)
         finally:
             errors += await self._hooks.run_all("after_stop")
         logger.info("engine %r stopped", self.title)

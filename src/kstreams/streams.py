@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import re
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kstreams.concurrency import ORDERINGS, Ordering
 from kstreams.consumer import StreamConsumer
 from kstreams.exceptions import (
     ConsumerStoppedError,
-    DeserializationError,
     IllegalStateError,
     StreamError,
 )
-from kstreams.injection import HandlerKind, HandlerSpec, bind, inspect_handler
+from kstreams.handling import Deserialization
+from kstreams.injection import HandlerKind, HandlerSpec, inspect_handler
 from kstreams.middleware import Middleware
 from kstreams.options import check_consumer_options
 from kstreams.policies import StreamErrorPolicy
 from kstreams.producer import DEFAULT
 from kstreams.rebalance import RebalanceListener
 from kstreams.records import ConsumerRecord, TopicPartition, TopicPartitionOffset
+from kstreams.running import HandlerRunning, StreamListener
 from kstreams.serializers import Deserializer
 from kstreams.types import GetMany
 
@@ -34,10 +33,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("kstreams.streams")
 
-_RESTART_BACKOFF_S = (0.1, 30.0)
+#: How long a stop waits for a cancelled handler before closing its consumer anyway.
+_CANCEL_GRACE_S = 5.0
 
 
-class Stream:
+class Stream(HandlerRunning):
     """Consumes ``topics`` as ``group_id`` and hands the records to ``func``.
 
     Iterate it (``async for cr in stream``), or let the engine call a typed
@@ -62,6 +62,8 @@ class Stream:
         deserializer: Deserializer | None = DEFAULT,
         max_buffered_records: int | None = None,
         graceful_timeout_s: float = 30.0,
+        concurrency: int = 1,
+        ordering: Ordering = "partition",
         **options: Any,
     ) -> None:
         self._check_options(options)
@@ -98,10 +100,8 @@ class Stream:
                 "a generator handler yields and has none to wrap"
             )
         self.error_policy = StreamErrorPolicy(error_policy)
-        if get_many is not None and self.spec.kind is HandlerKind.RECORD:
-            raise StreamError(
-                f"stream {self.name!r}: get_many needs a handler taking list[ConsumerRecord]"
-            )
+        self.concurrency, self.ordering = self._check_concurrency(concurrency, ordering)
+        # get_many with a handler taking one ConsumerRecord: called once per record (kpn).
         if self.spec.kind is HandlerKind.BATCH and get_many is None:
             get_many = GetMany()
         self.get_many = get_many
@@ -127,6 +127,8 @@ class Stream:
         self.error: BaseException | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._handed_since_restart = False
         self._starting: asyncio.Future[None] | None = None
         self._stop_event = asyncio.Event()
         self._initial_offsets_applied = False
@@ -136,6 +138,24 @@ class Stream:
     @staticmethod
     def _check_options(options: dict[str, Any]) -> None:
         check_consumer_options(options)
+
+    def _check_concurrency(self, concurrency: Any, ordering: Any) -> tuple[int, Ordering]:
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise StreamError(
+                f"stream {self.name!r}: concurrency must be an int >= 1, got {concurrency!r}"
+            )
+        if ordering not in ORDERINGS:
+            raise StreamError(
+                f"stream {self.name!r}: ordering must be one of {ORDERINGS}, got {ordering!r}"
+            )
+        if concurrency > 1 and (self.spec.kind is not HandlerKind.RECORD or self.spec.is_generator):
+            raise StreamError(
+                f"stream {self.name!r}: concurrency={concurrency} needs a handler taking one "
+                "ConsumerRecord (async def f(cr: ConsumerRecord)); an 'async for' stream, a "
+                "generator or a batch handler runs one record (or batch) at a time"
+            )
+        ordered: Ordering = ordering
+        return concurrency, ordered
 
     def __repr__(self) -> str:
         return f"<Stream {self.name!r} topics={self.topics} group_id={self.group_id!r}>"
@@ -170,7 +190,7 @@ class Stream:
             revoke_drain_timeout_s=self._drain_timeout_s(),
             # Well inside the poll interval: the fetch loop is what keeps polling.
             pause_after_s=min(0.5, self.options.get("max_poll_interval_ms", 300_000) / 4000),
-            listener=_StreamListener(self),
+            listener=StreamListener(self),
         )
         if self.subscribe_by_pattern:
             port.subscribe(pattern=self.topics[0], listener=consumer)
@@ -216,6 +236,7 @@ class Stream:
                 starting.set_result(None)
 
     async def _start(self) -> None:
+        self._stop_task = None
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._assigned = asyncio.Event()
@@ -233,37 +254,73 @@ class Stream:
         logger.info("stream %r consuming %s as group %r", self.name, self.topics, self.group_id)
 
     async def stop(self) -> None:
-        """Let the record in hand finish, commit what was handled, then close the consumer."""
+        """Let the record in hand finish, commit what was handled, then close the consumer.
+
+        Single-flight and bounded: every caller awaits the same stop, which
+        returns within ``graceful_timeout_s`` plus the consumer's commit and
+        close budget (see :mod:`kstreams.fetcher`). Called from the stream's own
+        task (its handler), it returns at once and the stop completes in the
+        background once the handler returns.
+        """
         starting = self._starting
-        if starting is not None:
+        if starting is not None and not self._in_own_task():
             await asyncio.shield(starting)
-        if not self.running:
+        task = self._stop_task
+        if task is None:
+            if not self.running:
+                return
+            task = self._stop_task = asyncio.get_running_loop().create_task(
+                self._stop_now(), name=f"kstreams-stop-{self.name}"
+            )
+        if self._in_own_task():
             return
-        self._stopping = True
-        self._stop_event.set()
-        consumer = self.consumer
-        if consumer is not None:
-            consumer.stop_delivering()
+        await asyncio.shield(task)
+
+    def _in_own_task(self) -> bool:
         task = self._task
-        if task is not None and task is not asyncio.current_task():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self.graceful_timeout_s)
-            except TimeoutError:
-                logger.warning(
-                    "stream %r did not finish its record within %.1fs; cancelling it, "
-                    "the record will be redelivered",
-                    self.name,
-                    self.graceful_timeout_s,
-                )
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            except Exception:
-                pass  # the task logged it
-        self._task = None
-        await self._close_consumer()
-        self.running = False
-        logger.info("stream %r stopped", self.name)
+        return task is not None and task is asyncio.current_task()
+
+    async def _stop_now(self, *, from_own_task: bool = False) -> None:
+        try:
+            self._stopping = True
+            self._stop_event.set()
+            consumer = self.consumer
+            if consumer is not None:
+                consumer.stop_delivering()
+            task = self._task
+            if task is not None and not task.done() and not from_own_task:
+                done, _ = await asyncio.wait({task}, timeout=self.graceful_timeout_s)
+                if not done:
+                    logger.warning(
+                        "stream %r did not finish its record within %.1fs; cancelling it, "
+                        "the record will be redelivered",
+                        self.name,
+                        self.graceful_timeout_s,
+                    )
+                    task.cancel()
+                    done, _ = await asyncio.wait({task}, timeout=_CANCEL_GRACE_S)
+                    if not done:
+                        logger.error(
+                            "stream %r ignores its cancellation; closing its consumer anyway",
+                            self.name,
+                        )
+            await self._close_consumer()
+        except Exception:
+            logger.exception("stream %r: stopping failed", self.name)
+        finally:
+            self._task = None
+            self.running = False
+            logger.info("stream %r stopped", self.name)
+
+    async def _stop_from_own_task(self) -> None:
+        """The stream gave up (an error policy): close now, as the one stop every other
+        ``stop()`` caller awaits."""
+        task = self._stop_task
+        if task is None:
+            task = self._stop_task = asyncio.get_running_loop().create_task(
+                self._stop_now(from_own_task=True), name=f"kstreams-stop-{self.name}"
+            )
+        await asyncio.shield(task)
 
     async def _close_consumer(self) -> None:
         consumer = self.consumer
@@ -321,6 +378,11 @@ class Stream:
         consumer = self.consumer
         if consumer is None:
             raise StreamError(f"stream {self.name!r} is not started")
+        if self._restarts:
+            # Asking for the next record after a restart: the one before was handled.
+            if self._handed_since_restart:
+                self._restarts = 0
+            self._handed_since_restart = True
         try:
             record: ConsumerRecord[Any, Any] = await consumer.getone()
         except ConsumerStoppedError:
@@ -331,31 +393,15 @@ class Stream:
             record = await self._deserialize(record)
         return record
 
+    def _deserialization(self) -> Deserialization:
+        return Deserialization(self.deserializer, self._key_deserializer, self._value_deserializer)
+
     @property
     def _deserializing(self) -> bool:
         return bool(self.deserializer or self._key_deserializer or self._value_deserializer)
 
     async def _deserialize(self, record: RawRecord) -> ConsumerRecord[Any, Any]:
-        try:
-            out: ConsumerRecord[Any, Any] = record
-            if self._key_deserializer is not None or self._value_deserializer is not None:
-                out = dataclasses.replace(
-                    out,
-                    key=self._key_deserializer(out.key) if self._key_deserializer else out.key,
-                    value=(
-                        self._value_deserializer(out.value)
-                        if self._value_deserializer
-                        else out.value
-                    ),
-                )
-            if self.deserializer is not None:
-                out = await self.deserializer.deserialize(out)
-            return out
-        except Exception as exc:
-            raise DeserializationError(
-                f"record {record.topic}[{record.partition}]@{record.offset} could not be "
-                f"deserialized: {exc!r}"
-            ) from exc
+        return await self._deserialization().record(record)
 
     async def getone(self) -> ConsumerRecord[Any, Any]:
         return await self.__anext__()
@@ -371,7 +417,8 @@ class Stream:
         )
         if not self._deserializing:
             return dict(raw)
-        return {tp: [await self._deserialize(r) for r in records] for tp, records in raw.items()}
+        deserialization = self._deserialization()
+        return {tp: await deserialization.batch(records) for tp, records in raw.items()}
 
     def raw_record(self, record: ConsumerRecord[Any, Any]) -> RawRecord:
         """The record in hand as it was consumed: bytes key and value, before deserialization.
@@ -412,176 +459,13 @@ class Stream:
         self._flow = self._generator()
         return self._flow
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        """Stop the stream. Leaving the block normally (``break`` included) means the
+        caller is done with the record whose value it got last: it counts as handled."""
         flow, self._flow = self._flow, None
         self._stopping = True
         if flow is not None and hasattr(flow, "aclose"):
             await flow.aclose()
+        if exc_type is None and self.consumer is not None:
+            self.consumer.release()
         await self.stop()
-
-    # -- running the handler ---------------------------------------------------
-
-    def _send(self) -> Any:
-        if self.engine is None:
-            return _no_engine_send
-        return self.engine.send
-
-    def _bind_handler(self) -> Callable[[Any], Awaitable[Any]]:
-        send = self._send()
-        handler = bind(self.spec, self.func, stream=self, send=send)
-        for middleware in reversed(self.middlewares):
-            handler = middleware.build(handler, send=send, stream=self)
-        return handler
-
-    def _generator(self) -> AsyncIterator[Any]:
-        if self.spec.kind is HandlerKind.STREAM:
-            flow: AsyncIterator[Any] = self.func(self)
-            return flow
-        return self._typed_generator(bind(self.spec, self.func, stream=self, send=self._send()))
-
-    async def _typed_generator(self, call: Callable[[Any], Any]) -> AsyncIterator[Any]:
-        if self.spec.kind is HandlerKind.BATCH:
-            while True:
-                batch = await self._next_batch()
-                if batch is None:
-                    return
-                async for value in call(batch):
-                    yield value
-        async for cr in self:
-            async for value in call(cr):
-                yield value
-
-    async def _next_batch(self) -> list[ConsumerRecord[Any, Any]] | None:
-        get_many = self.get_many or GetMany()
-        while True:
-            try:
-                batch = await self.getmany(
-                    timeout_ms=get_many.timeout_ms, max_records=get_many.max_records
-                )
-            except ConsumerStoppedError:
-                if self._stopping:
-                    return None
-                raise
-            if batch:
-                return [record for records in batch.values() for record in records]
-
-    async def _consume(self) -> None:
-        if self.spec.kind is HandlerKind.STREAM:
-            await self.func(self)
-            return
-        handler = self._bind_handler()
-        if self._restarts:
-            # After a restart: the back-off starts over once a record is handled.
-            restarted = handler
-
-            async def handler(record: Any) -> Any:
-                result = await restarted(record)
-                self._restarts = 0
-                return result
-
-        if self.spec.kind is HandlerKind.BATCH:
-            while (batch := await self._next_batch()) is not None:
-                await handler(batch)
-            return
-        consumer = self.consumer
-        if consumer is None:
-            raise StreamError(f"stream {self.name!r} is not started")
-        if self._deserializing:
-            typed = handler
-
-            async def handler(record: Any) -> Any:
-                return await typed(await self._deserialize(record))
-
-        await consumer.run(handler)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-                return
-            except Exception as exc:
-                if self._stopping:
-                    logger.exception("stream %r failed while stopping", self.name)
-                    return
-                if not await self._on_error(exc):
-                    return
-
-    async def _on_error(self, exc: Exception) -> bool:
-        """Apply the error policy; True to run the handler again."""
-        policy = self.error_policy
-        logger.error("stream %r failed (%s policy): %r", self.name, policy.value, exc, exc_info=exc)
-        self.error = exc
-        if policy is StreamErrorPolicy.RESTART:
-            return await self._restart()
-        self._stopping = True
-        await self._close_consumer()
-        self.running = False
-        if policy in (StreamErrorPolicy.STOP_ENGINE, StreamErrorPolicy.STOP_APPLICATION):
-            engine = self.engine
-            if engine is not None:
-                engine.stop_in_background(exit_process=policy is StreamErrorPolicy.STOP_APPLICATION)
-            elif policy is StreamErrorPolicy.STOP_APPLICATION:
-                signal.raise_signal(signal.SIGTERM)
-        return False
-
-    async def _restart(self) -> bool:
-        """Close the consumer and open a new one, after a back-off that doubles per
-        restart until a record is handled; False if the stream was stopped meanwhile."""
-        while True:
-            try:
-                await self._close_consumer()
-            except Exception:
-                logger.exception("stream %r: closing the failed consumer failed", self.name)
-            base, cap = _RESTART_BACKOFF_S
-            delay = min(base * 2**self._restarts, cap)
-            self._restarts += 1
-            logger.info("stream %r restarts in %.2fs", self.name, delay)
-            if await self.wait_for_stop(delay):
-                return False
-            try:
-                await self._open_consumer()
-            except Exception as exc:
-                if self._stopping:
-                    return False
-                logger.error("stream %r could not restart: %r", self.name, exc, exc_info=exc)
-                self.error = exc
-                continue
-            return True
-
-
-class _StreamListener:
-    """Between the stream's consumer and the user's listener: initial offsets, then the user."""
-
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-
-    async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
-        self.stream._assigned.clear()
-        listener = self.stream.rebalance_listener
-        if listener is not None:
-            await listener.on_partitions_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
-        stream = self.stream
-        if stream.initial_offsets and not stream._initial_offsets_applied:
-            stream._initial_offsets_applied = True
-            consumer = stream.consumer
-            for tpo in stream.initial_offsets:
-                tp = TopicPartition(tpo.topic, tpo.partition)
-                if tp in assigned and consumer is not None:
-                    consumer.seek(tp, tpo.offset)
-                else:
-                    logger.warning(
-                        "stream %r: initial offset for %s not applied, partition not assigned",
-                        stream.name,
-                        tp,
-                    )
-        if assigned:
-            stream._assigned.set()
-        listener = stream.rebalance_listener
-        if listener is not None:
-            await listener.on_partitions_assigned(assigned)
-
-
-async def _no_engine_send(*args: Any, **kwargs: Any) -> Any:
-    raise StreamError("this stream is not part of an engine, it cannot send")

@@ -452,8 +452,8 @@ async def test_graceful_stop_lets_the_record_in_hand_finish(harness: Harness, un
 
 
 async def test_async_generator_stream_in_a_context_manager(harness: Harness, unique: str) -> None:
-    """A yielding stream is run by 'async with'; leaving the block stops it and commits what
-    was handled, but not the value in hand."""
+    """A yielding stream is run by 'async with'; leaving the block (a break) stops it and
+    commits every record whose value the caller got, the last one included."""
     topic, group = f"gen-{unique}", f"g-{unique}"
     await harness.create_topic(topic, 1)
     await produce(harness, topic, [b"%d" % i for i in range(5)])
@@ -475,7 +475,7 @@ async def test_async_generator_stream_in_a_context_manager(harness: Harness, uni
                 break
     assert not values.running
     assert got == [b"0", b"1", b"2"]
-    assert await first_offset_seen(harness, topic, group) == 2
+    assert await first_offset_seen(harness, topic, group) == 3
 
 
 async def test_errors_after_stop_and_for_unknown_options(harness: Harness, unique: str) -> None:

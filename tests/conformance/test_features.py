@@ -234,11 +234,9 @@ async def test_dead_letter_round_trip(harness: Harness, unique: str) -> None:
     assert await first_offset_seen(harness, topic, group) == 3
 
 
-async def test_restart_policy_resumes_from_the_committed_offset(
-    harness: Harness, unique: str
-) -> None:
-    """RESTART recreates the consumer, which reads the failed record again and not the ones
-    handled before it."""
+async def test_restart_policy_skips_the_failing_record(harness: Harness, unique: str) -> None:
+    """RESTART recreates the consumer, which resumes after the failed record (skipped, as kpn
+    documents it) and reads none of the ones handled before it again."""
     topic, group = f"restart-{unique}", f"g-{unique}"
     await harness.create_topic(topic, 1)
     await produce(harness, topic, [b"%d" % i for i in range(5)])
@@ -250,13 +248,13 @@ async def test_restart_policy_resumes_from_the_committed_offset(
     )
     async def flaky(cr: ConsumerRecord[bytes, bytes]) -> None:
         attempts.add(cr)
-        if cr.offset == 2 and attempts.offsets.count(2) == 1:
+        if cr.offset == 2:
             raise ConnectionError("dependency away")
 
     await engine.start()
-    await attempts.wait_for(6, within=30)
+    await attempts.wait_for(5, within=30)
     await engine.stop()
-    assert attempts.offsets == [0, 1, 2, 2, 3, 4]
+    assert attempts.offsets == [0, 1, 2, 3, 4]
     assert isinstance(flaky.error, ConnectionError)
     await produce(harness, topic, [b"5"])
     assert await first_offset_seen(harness, topic, group) == 5

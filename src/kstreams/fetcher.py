@@ -1,0 +1,416 @@
+"""Fetching ahead of the handler into a bounded buffer, for one stream's consumer.
+
+See :mod:`kstreams.consumer` for what the consumer guarantees; this module
+holds the part that runs in the fetch task and the state it shares with the
+handler side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Any
+
+from kstreams.exceptions import (
+    CommitFailedError,
+    ConsumerStoppedError,
+    KafkaError,
+)
+from kstreams.partitions import Chunk, PartitionState
+from kstreams.ports import ConsumerPort, RawRecord, RebalanceCallbacks
+from kstreams.records import TopicPartition
+
+logger = logging.getLogger("kstreams.consumer")
+
+_FETCH_TIMEOUT_MS = 100
+_DEFAULT_MAX_POLL_RECORDS = 500
+#: Bounds of ``close()``: the final commit, the user's revoke listener, the client's close.
+COMMIT_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 10.0
+
+
+class Fetcher:
+    """The fetch side of a stream's consumer: the fetch task, the bounded buffer, the
+    owned partitions' states, the desired pauses and seeks, bounded close.
+
+    :class:`~kstreams.consumer.StreamConsumer` builds the user-facing API on it.
+    """
+
+    def __init__(
+        self,
+        port: ConsumerPort,
+        *,
+        group_id: str | None,
+        auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        max_poll_records: int | None = None,
+        max_buffered_records: int | None = None,
+        revoke_drain_timeout_s: float = 5.0,
+        pause_after_s: float = 0.5,
+        listener: RebalanceCallbacks | None = None,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
+    ) -> None:
+        self._port = port
+        self.group_id = group_id
+        self._auto_commit = auto_commit and group_id is not None
+        self._commit_interval_s = auto_commit_interval_ms / 1000
+        self._max_records = max_poll_records or _DEFAULT_MAX_POLL_RECORDS
+        self._max_buffered = max_buffered_records or max(2 * self._max_records, 1000)
+        self._drain_timeout_s = revoke_drain_timeout_s
+        self._pause_after_s = pause_after_s
+        self._commit_timeout_s = commit_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._listener = listener
+
+        self._parts: dict[TopicPartition, PartitionState] = {}
+        self._user_paused: set[TopicPartition] = set()
+
+        self._chunks: deque[Chunk] = deque()
+        self._buffered = 0
+        #: Records taken out of the buffer by a concurrent runner, not finished:
+        #: they count against ``max_buffered_records`` too.
+        self.outstanding = 0
+        self._data = asyncio.Event()
+        self._room = asyncio.Event()
+        self._flow_paused = False
+        # The chunk whose last handed-out record is in hand (getone, run), or
+        # the slices in hand (getmany): released as handled on the next call.
+        self._held: Chunk | None = None
+        self._held_batch: list[tuple[Chunk, int, int]] = []
+        self._release_waiter: asyncio.Future[None] | None = None
+        # Records a concurrent runner took and has not finished, and the one that
+        # failed (for in_hand and skip_in_hand).
+        self._running: dict[tuple[TopicPartition, int], RawRecord] = {}
+        self._failed: tuple[PartitionState, RawRecord] | None = None
+        #: Called with the partitions being revoked, before waiting for their
+        #: records in hand (a concurrent runner drops what it has not started).
+        self.on_revoking: Callable[[list[PartitionState]], None] | None = None
+
+        self._last_commit = time.monotonic()
+        self._fetching = False
+        self._dirty = False
+        self._in_rebalance = False
+        self._rebalance_done = asyncio.Event()
+        self._rebalance_done.set()
+
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._fetch_error: BaseException | None = None
+        self._closing = False
+        self._closed = False
+        self._port_closing = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start_fetching(self) -> None:
+        if self._fetch_task is None:
+            self._fetch_task = asyncio.get_running_loop().create_task(
+                self._fetch_loop(), name=f"kstreams-fetch-{self.group_id}"
+            )
+
+    def stop_delivering(self) -> None:
+        """Wake a waiting ``getone``; from now on it raises ``ConsumerStoppedError``."""
+        self._closing = True
+        self._data.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._closing
+
+    async def close(self) -> None:
+        """Stop fetching, commit what was handled, close the client: bounded, never raising.
+
+        The commit is bounded by ``commit_timeout_s``, the user's revoke
+        listener by the drain timeout, the client's close by
+        ``close_timeout_s``; a failure of any of them is logged and the next
+        step still runs.
+        """
+        if self._closed:
+            return
+        self.stop_delivering()
+        self._closed = True
+        try:
+            if self._in_rebalance:
+                # Cancelling the fetch task now would cut the revoke's commit short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._rebalance_done.wait(), self._drain_timeout_s + 1)
+            task, self._fetch_task = self._fetch_task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task}, timeout=self._close_timeout_s)
+            if self._auto_commit:
+                await self._bounded("final commit", self._commit_handled(), self._commit_timeout_s)
+            if self._listener is not None:
+                # The clients differ on whether closing revokes; the user's
+                # listener hears of it once, here, while commits still work.
+                owned = frozenset(self._parts)
+                self._in_rebalance = True
+                try:
+                    await self._bounded(
+                        "revoke listener on close",
+                        self._listener.on_partitions_revoked(owned),
+                        self._drain_timeout_s + self._commit_timeout_s,
+                    )
+                finally:
+                    self._in_rebalance = False
+        finally:
+            self._chunks.clear()
+            self._buffered = 0
+            for part in self._parts.values():
+                part.owned = False
+            self._parts.clear()
+            self._port_closing = True
+            await self._bounded("closing the client", self._port.stop(), self._close_timeout_s)
+
+    async def _bounded(self, what: str, work: Awaitable[Any], timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(work, timeout_s)
+        except TimeoutError:
+            logger.warning(
+                "group %s: %s took longer than %.1fs; gave up", self.group_id, what, timeout_s
+            )
+        except Exception as exc:
+            logger.warning("group %s: %s failed: %r", self.group_id, what, exc)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- fetching ----------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        port = self._port
+        try:
+            while True:
+                self._fetching = True
+                try:
+                    batch = await port.getmany(
+                        timeout_ms=_FETCH_TIMEOUT_MS, max_records=self._max_records
+                    )
+                finally:
+                    self._fetching = False
+                if self._dirty:
+                    self._apply_desired(batch)
+                if batch:
+                    self._buffer(batch)
+                    if self._buffered + self.outstanding >= self._max_buffered:
+                        await self._wait_for_room_or_pause()
+                    else:
+                        # Let the handler drain before fetching again: the client
+                        # prefetches on its own, a greedy loop here only fills the buffer.
+                        await asyncio.sleep(0)
+                if (
+                    self._auto_commit
+                    and time.monotonic() - self._last_commit >= self._commit_interval_s
+                ):
+                    await self._commit_quietly()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # Handed to the consumer side, which raises it from getone/getmany.
+            self._fetch_error = exc
+            self._data.set()
+
+    def _buffer(self, batch: Mapping[TopicPartition, list[RawRecord]]) -> None:
+        parts = self._parts
+        added = False
+        for tp, records in batch.items():
+            part = parts.get(tp)
+            if records and part is not None and not part.revoking:
+                self._chunks.append(Chunk(part, records))
+                self._buffered += len(records)
+                part.position = records[-1].offset + 1
+                added = True
+        if added:
+            self._data.set()
+
+    async def _wait_for_room_or_pause(self) -> None:
+        """The buffer is full: wait a little for the handler, then pause the busy partitions.
+
+        Pausing is the last resort because clients drop what they prefetched
+        for a paused partition (aiokafka does) and fetch it again on resume.
+        Partitions with nothing buffered keep fetching, so a ``getmany`` for
+        one of them is never starved by the others (the buffer may then
+        exceed its bound by one fetch).
+        """
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), self._pause_after_s)
+        except TimeoutError:
+            busy = {chunk.part for chunk in self._chunks if chunk.pos < len(chunk.records)}
+            for part in busy:
+                part.flow_paused = True
+            if busy:
+                self._flow_paused = True
+                self._request_sync()
+
+    def _maybe_resume_flow(self) -> None:
+        if self._buffered + self.outstanding > self._max_buffered // 2:
+            return
+        self._room.set()
+        if self._flow_paused:
+            self._flow_paused = False
+            for part in self._parts.values():
+                part.flow_paused = False
+            self._request_sync()
+
+    # -- the desired state: pauses and seeks -------------------------------
+
+    def _request_sync(self) -> None:
+        self._dirty = True
+        if not self._fetching or self._in_rebalance:
+            self._apply_desired({})
+
+    def _apply_desired(self, batch: dict[TopicPartition, list[RawRecord]]) -> None:
+        """Bring the client's pauses and positions in line with ours; drop what ``batch``
+        brought from before a seek or for a partition now paused."""
+        self._dirty = False
+        port = self._port
+        paused = port.paused()
+        for tp, part in self._parts.items():
+            if part.revoking:
+                continue
+            want_paused = part.flow_paused or tp in self._user_paused
+            newly_paused = want_paused and tp not in paused
+            if newly_paused or part.seek_to is not None:
+                records = batch.pop(tp, None)
+                if records and part.seek_to is None:
+                    # Fetched but never handed out: read again after resume.
+                    part.seek_to = records[0].offset
+            if part.seek_to is not None:
+                port.seek(tp, part.seek_to)
+                part.position = part.seek_to
+                part.seek_to = None
+            if newly_paused:
+                port.pause(tp)
+            elif not want_paused and tp in paused:
+                port.resume(tp)
+
+    def _drop_buffered(self, parts: Collection[PartitionState]) -> dict[TopicPartition, int]:
+        """Forget undelivered records of ``parts``; return the first dropped offset of each."""
+        first: dict[TopicPartition, int] = {}
+        if not parts:
+            return first
+        kept: list[Chunk] = []
+        for chunk in self._chunks:
+            if chunk.part in parts:
+                remaining = len(chunk.records) - chunk.pos
+                if remaining:
+                    first.setdefault(chunk.part.tp, chunk.records[chunk.pos].offset)
+                    self._buffered -= remaining
+                    # Nothing more is handed out of it; what is in hand still counts.
+                    del chunk.records[chunk.pos :]
+            else:
+                kept.append(chunk)
+        if len(kept) != len(self._chunks):
+            self._chunks.clear()
+            self._chunks.extend(kept)
+        self._maybe_resume_flow()
+        return first
+
+    # -- handing records out -------------------------------------------------
+
+    def _release(self) -> None:
+        """What was handed out last has been handled."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if held.pos:
+                held.part.handled = held.records[held.pos - 1].offset + 1
+        if self._held_batch:
+            for chunk, _, end in self._held_batch:
+                chunk.part.handled = chunk.records[end - 1].offset + 1
+            self._held_batch = []
+        self._signal_release()
+
+    def signal_release(self) -> None:
+        """Something in hand was handled or given up: wake a revoke waiting for it."""
+        self._signal_release()
+
+    def _signal_release(self) -> None:
+        waiter = self._release_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _has_data(self, partitions: Collection[TopicPartition] | None) -> bool:
+        chunks = self._chunks
+        while chunks and chunks[0].pos >= len(chunks[0].records):
+            chunks.popleft()
+            self._maybe_resume_flow()
+        if partitions is None:
+            return bool(chunks)
+        return any(c.part.tp in partitions and c.pos < len(c.records) for c in chunks)
+
+    async def wait_for_records(
+        self,
+        timeout_s: float | None = None,
+        partitions: Collection[TopicPartition] | None = None,
+    ) -> bool:
+        """Wait until records (of ``partitions``) are buffered; False on timeout.
+
+        Raises ``ConsumerStoppedError`` once the consumer is stopping, and
+        the fetch task's error if it failed. Awaits at least once before
+        it returns False, so a loop around it never starves the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        awaited = False
+        while True:
+            if self._fetch_error is not None:
+                error, self._fetch_error = self._fetch_error, None
+                raise error
+            if self._closing:
+                raise ConsumerStoppedError("the stream is stopping")
+            if self._has_data(partitions):
+                return True
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                if not awaited:
+                    await asyncio.sleep(0)
+                return False
+            self._data.clear()
+            self._maybe_resume_flow()
+            awaited = True
+            if remaining is None:
+                await self._data.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._data.wait(), remaining)
+
+    @staticmethod
+    def _check_not_cancelled() -> None:
+        # A handler that swallowed a cancellation and asks for more: what it
+        # had in hand was aborted, not handled.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+
+    # -- commits -----------------------------------------------------------
+
+    async def _commit_handled(self, parts: Iterable[PartitionState] | None = None) -> None:
+        chosen = list(self._parts.values() if parts is None else parts)
+        offsets = {
+            p.tp: p.handled
+            for p in chosen
+            if p.owned and p.handled is not None and p.handled != p.committed
+        }
+        self._last_commit = time.monotonic()
+        if offsets:
+            await self._port.commit(offsets)
+            for p in chosen:
+                if p.tp in offsets:
+                    p.committed = offsets[p.tp]
+
+    async def _commit_quietly(self, parts: Iterable[PartitionState] | None = None) -> None:
+        try:
+            await self._commit_handled(parts)
+        except CommitFailedError as exc:
+            # The next owner of these partitions re-reads from the last commit:
+            # a redelivery, never a loss.
+            logger.warning("auto-commit failed, group %s rebalanced: %s", self.group_id, exc)
+        except KafkaError as exc:
+            logger.warning("auto-commit failed for group %s: %s", self.group_id, exc)
