@@ -124,8 +124,8 @@ async def run(name: str, p: Params) -> Result:
             partial = False
         except TimeoutError:
             window.last, partial = time.perf_counter(), True
-        # Records still in flight finish during stop; they are not in the window.
-        handled = window.seen
+        # Records finishing after the count-th (or during stop) are not in the window.
+        handled = window.seen if partial else count
     finally:
         await engine.stop()
     window.seen = handled
