@@ -239,19 +239,31 @@ def micro(p: Params) -> Result:
         return batches * batch
 
     def aiokafka_convert() -> int:
+        import inspect
+
         from kstreams.backends.aiokafka import _convert_records
 
+        # Given (topic, partition, records), or the records alone.
+        args = ("bench", 0) if len(inspect.signature(_convert_records).parameters) == 3 else ()
         for _ in range(batches):
-            _convert_records("bench", 0, ak_records)
+            _convert_records(*args, ak_records)
         return batches * batch
 
     def confluent_record() -> int:
         import inspect
 
-        _record = _first(
-            ("kstreams.backends.confluent", "_record"),
-            ("kstreams.backends.confluent.messages", "build_record"),
-        )
+        try:
+            _record = _first(
+                ("kstreams.backends.confluent", "_record"),
+                ("kstreams.backends.confluent.messages", "build_record"),
+            )
+        except LookupError:
+            # Records built a batch at a time, grouped by partition.
+            group = _first(("kstreams.backends.confluent.messages", "group_records"))
+            cache: dict[Any, Any] = {}
+            for _ in range(batches):
+                group(messages, cache)
+            return batches * batch
 
         # Given the message alone, or the message and its (cached) topic and partition.
         extra = ("bench", 0)[: len(inspect.signature(_record).parameters) - 1]
