@@ -69,7 +69,7 @@ def available() -> bool:
 
 
 async def run(name: str, p: Params) -> Result:
-    from kstreams import ConsumerRecord, create_engine
+    from kstreams import ConsumerRecord, Stream, create_engine
 
     if not available():
         return {"na": "concurrency not available"}
@@ -98,20 +98,25 @@ async def run(name: str, p: Params) -> Result:
     else:
         engine = create_engine(backend=backend_for(backend, p["bootstrap"]))
         topic, options = p["keyed_topic"], GROUP_OPTIONS
+    declared = {
+        "group_id": p["group"],
+        "auto_offset_reset": "earliest",
+        "concurrency": n,
+        "ordering": ordering,
+        **options,
+    }
+    declared_with = "engine.stream"
     try:
-        engine.stream(
-            topic,
-            group_id=p["group"],
-            auto_offset_reset="earliest",
-            concurrency=n,
-            ordering=ordering,
-            **options,
-        )(handle)
+        engine.stream(topic, **declared)(handle)
     except TypeError as exc:
-        # An UnknownOptionError is a TypeError: the option is not passed on yet.
+        # An UnknownOptionError is a TypeError: engine.stream does not pass the
+        # option on (yet); Stream itself may take it, declared as the README shows.
         if "concurrency" not in str(exc):
             raise
-        return {"na": f"concurrency not available ({exc})"}
+        if "concurrency" not in inspect.signature(Stream.__init__).parameters:
+            return {"na": f"concurrency not available ({exc})"}
+        engine.add_stream(Stream(topic, func=handle, **declared))
+        declared_with = "Stream(...) + engine.add_stream"
     ideal = ideal_rate(ordering, n)
     # Five times the ideal window: a stream far below its bound is measured on
     # the records it handled by then (``partial``) instead of failing.
@@ -133,6 +138,7 @@ async def run(name: str, p: Params) -> Result:
         raise RuntimeError(f"no record handled in {budget:.0f} s")
     return window.result(
         partial=partial,
+        declared_with=declared_with,
         backend=backend,
         ordering=ordering,
         concurrency=n,

@@ -97,6 +97,25 @@ def _conc_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _declared(report: dict[str, Any]) -> str:
+    ways = sorted(
+        {
+            run["declared_with"]
+            for entry in report["cases"].values()
+            if entry["section"] == "concurrency"
+            for run in entry["runs"]
+            if "declared_with" in run
+        }
+    )
+    if ways == ["Stream(...) + engine.add_stream"]:
+        return (
+            " The streams were declared as `Stream(topic, func=..., concurrency=N, "
+            "ordering=...)` + `engine.add_stream`: `engine.stream` of this build does not "
+            "pass `concurrency=` on."
+        )
+    return f" Declared with {', '.join(f'`{way}`' for way in ways)}." if ways else ""
+
+
 CONC_HEADER = [
     "backend",
     "ordering",
@@ -365,7 +384,7 @@ def _throughput(report: dict[str, Any], h: str) -> list[str]:
             f"partitions, {conc.KEYS} keys; about {p['conc_seconds']:.1f} s of records at the "
             "ideal rate per case. Each cell: median records/s, its ratio to N x 200 (the rate "
             "if all N slots were always busy; partition ordering is bounded by 3 x 200), and "
-            "the most records seen in flight at once.",
+            "the most records seen in flight at once." + _declared(report),
             "",
             *_md_table(CONC_HEADER, conc_rows),
             "",
