@@ -1,11 +1,12 @@
-"""Throughput and overhead of kstreams against the raw clients, in one run.
+"""Throughput and overhead of kstreams against the raw clients and the peers, in one run.
 
-    python3 dev.py bench               # the default run (about 6 minutes on 2 cores)
+    python3 dev.py bench               # the default run (about 12 minutes on 2 cores)
     python3 dev.py bench --quick       # a smoke run: 20,000 records, 1 repetition
     python3 dev.py bench --cases raw_aiokafka,ks_aiokafka --reps 5
 
 Starts Tansu as the integration tier does (or uses ``$KSTREAMS_TEST_BOOTSTRAP``),
-pre-loads the records, then runs every case in a fresh process, repetitions
+makes the peers' virtualenvs (``peer_envs.py``), pre-loads the records, then
+runs every case in a fresh process (the peers' in their own interpreters), repetitions
 interleaved (rep 1 of every case, then rep 2...) so that a drift in the
 machine's speed hits every case alike. See ``benchmarks/README.md``.
 """
