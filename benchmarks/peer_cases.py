@@ -24,9 +24,11 @@ SLOW_PEER_RECORDS = 50_000
 
 
 def _counter(window: Window) -> Any:
-    n = window.n
+    n, seen_all = window.n, window.done
 
     def count() -> None:
+        if seen_all.is_set():
+            return  # past the window: FastStream reads on until it stops
         seen = window.seen + 1
         window.seen = seen
         if seen == 1:
