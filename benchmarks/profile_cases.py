@@ -287,6 +287,26 @@ def micro(p: Params) -> Result:
             consumer._accept(messages)  # type: ignore[arg-type]
         return batches * batch
 
+    built = [
+        ConsumerRecord(r.topic, 0, r.offset, r.timestamp, r.timestamp_type, r.key, r.value)
+        for r in ak_records
+    ]
+
+    def assign_value() -> int:
+        # A deserializer assigning the decoded value, as kpn/kstreams' docs show.
+        for _ in range(batches):
+            for record in built:
+                record.value = value  # type: ignore[misc]
+        return batches * batch
+
+    def replace_copy() -> int:
+        import dataclasses
+
+        for _ in range(batches):
+            for record in built:
+                dataclasses.replace(record, value=value)
+        return batches * batch
+
     def noop_await() -> int:
         async def handler(cr: Any) -> None:
             return None
@@ -305,6 +325,8 @@ def micro(p: Params) -> Result:
     piece("aiokafka adapter _convert_records, per record", aiokafka_convert)
     piece("confluent adapter: our record from a Message", confluent_record)
     piece("confluent adapter _accept (records, admit, positions), per record", confluent_accept)
+    piece("cr.value = ... on a ConsumerRecord", assign_value)
+    piece("dataclasses.replace(cr, value=...)", replace_copy)
     piece("await a no-op coroutine, per record", noop_await)
     return {"records": batches * batch, "rate": 0.0, "costs_us": costs}
 
