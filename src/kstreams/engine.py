@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from kstreams.backends import resolve_backend
+from kstreams.clients import ProducerSettings
+from kstreams.concurrency import Ordering
 from kstreams.exceptions import DuplicateStreamError, StreamError
 from kstreams.hooks import Hook, Hooks
 from kstreams.middleware import Middleware
@@ -38,6 +40,7 @@ class StreamEngine:
         deserializer: Deserializer | None = None,
         producer_options: dict[str, Any] | None = None,
         hooks: Hooks | None = None,
+        monitor: Any = None,
     ) -> None:
         self.title = title
         self.backend = backend
@@ -48,6 +51,10 @@ class StreamEngine:
         self._background: set[asyncio.Task[None]] = set()
         self._stop_task: asyncio.Task[None] | None = None
         self._started = False
+        #: The ``monitor`` given (a ``PrometheusMonitor`` or a subclass), watching this engine.
+        self.monitor = monitor
+        if monitor is not None:
+            monitor.watch(self)
 
     def __repr__(self) -> str:
         streams = len(self._streams)
@@ -64,6 +71,14 @@ class StreamEngine:
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def ready(self) -> bool:
+        """Started, and every stream the engine runs is :attr:`Stream.ready`: the answer
+        for a readiness probe (a stream stopped by its error policy makes it False)."""
+        return self._started and all(
+            stream.ready for stream in self._streams.values() if not stream.is_generator
+        )
 
     def _use_backend(self, backend: Backend) -> None:
         """Build the next consumers and producer on ``backend`` (``TestStreamClient`` swaps
@@ -93,6 +108,8 @@ class StreamEngine:
         subscribe_by_pattern: bool = False,
         deserializer: Deserializer | None = DEFAULT,
         max_buffered_records: int | None = None,
+        concurrency: int = 1,
+        ordering: Ordering = "partition",
         **options: Any,
     ) -> Callable[[Callable[..., Any]], Stream]:
         """Declare a stream. ``options`` are AIOKafkaConsumer keyword arguments,
@@ -101,10 +118,17 @@ class StreamEngine:
         ``max_buffered_records`` bounds how far fetching runs ahead of the
         handler (default: twice ``max_poll_records``, at least 1000).
         ``deserializer`` defaults to the engine's; ``None`` hands the handler
-        the raw bytes.
+        the raw bytes. ``concurrency`` handlers run at once, in order per
+        partition or per key (``ordering``; see :mod:`kstreams.concurrency`).
         """
         # Check before the function is seen, so the error points at the decorator line.
         Stream._check_options(options)
+        # What the backend cannot honour is reported now too, not at start
+        # (when, with the broker down, a connection error would hide it).
+        # getattr: a Backend written before the method existed has no checks.
+        check_backend = getattr(self.backend, "check_consumer_options", None)
+        if check_backend is not None:
+            check_backend(group_id=group_id, options=options)
 
         def decorator(func: Callable[..., Any]) -> Stream:
             stream = Stream(
@@ -120,6 +144,8 @@ class StreamEngine:
                 subscribe_by_pattern=subscribe_by_pattern,
                 deserializer=deserializer,
                 max_buffered_records=max_buffered_records,
+                concurrency=concurrency,
+                ordering=ordering,
                 **options,
             )
             self.add_stream(stream)
@@ -127,9 +153,12 @@ class StreamEngine:
 
         return decorator
 
-    def add_stream(self, stream: Stream) -> None:
+    def add_stream(self, stream: Stream, *, error_policy: StreamErrorPolicy | None = None) -> None:
         """Register ``stream``; on a started engine, start it too (in the background:
-        ``await stream.start()`` waits for that start)."""
+        ``await stream.start()`` waits for that start). ``error_policy`` replaces the
+        stream's own."""
+        if error_policy is not None:
+            stream.error_policy = StreamErrorPolicy(error_policy)
         if stream.name in self._streams:
             raise DuplicateStreamError(
                 f"a stream named {stream.name!r} is already in this engine; pass name= to tell "
@@ -193,6 +222,11 @@ class StreamEngine:
             )
         current = asyncio.current_task()
         if any(stream._task is current for stream in self._streams.values()):
+            # From a handler: no stream hands out another record, then the
+            # stop goes on once the handler returns.
+            for stream in self._streams.values():
+                if stream.running:
+                    stream.stop_delivering()
             task.add_done_callback(self._background_done)
             return
         await asyncio.shield(task)
@@ -317,14 +351,19 @@ def create_engine(
     after_startup: Iterable[Hook] | None = None,
     on_stop: Iterable[Hook] | None = None,
     after_stop: Iterable[Hook] | None = None,
+    monitor: Any = None,
+    producer_settings: ProducerSettings | None = None,
 ) -> StreamEngine:
     """An engine on ``backend``: an instance, a name, or ``$KSTREAMS_BACKEND`` (default aiokafka).
 
     ``producer_options`` are AIOKafkaProducer keyword arguments; its
     ``key_serializer``/``value_serializer`` are applied by kstreams, never by the
-    client (see :mod:`kstreams.producer`).
+    client (see :mod:`kstreams.producer`); ``producer_settings`` gives some of them as a
+    value, ``producer_options`` winning. ``monitor`` (a ``PrometheusMonitor``) watches
+    the engine and is kept as ``engine.monitor``.
     """
-    options = dict(producer_options or {})
+    options = producer_settings.producer_options() if producer_settings else {}
+    options.update(producer_options or {})
     check_producer_options(options)
     return StreamEngine(
         backend=resolve_backend(backend),
@@ -338,4 +377,5 @@ def create_engine(
             on_stop=on_stop,
             after_stop=after_stop,
         ),
+        monitor=monitor,
     )

@@ -28,6 +28,12 @@ these::
         ├── UnknownTopicOrPartitionError
         ├── RecordTooLargeError
         └── ProducerFencedError          another producer took the transactional id
+
+kpn/kstreams' names are aliases of these: ``StreamException`` is
+``KStreamsError``, ``DuplicateStreamException`` is ``DuplicateStreamError``,
+``EngineNotStartedException`` is ``EngineNotStartedError`` and
+``BackendNotSet`` is ``ConfigError`` (kstreams never needs it as such: a
+stream without a backend uses its engine's).
 """
 
 from __future__ import annotations
@@ -121,8 +127,19 @@ class ProducerFencedError(KafkaError):
     """Another producer with the same transactional id fenced this one."""
 
 
+# kpn/kstreams' names, so `except DuplicateStreamException:` keeps working.
+StreamException = KStreamsError
+DuplicateStreamException = DuplicateStreamError
+EngineNotStartedException = EngineNotStartedError
+BackendNotSet = ConfigError
+
+
 __all__ = [
     "BackendNotAvailableError",
+    "BackendNotSet",
+    "DuplicateStreamException",
+    "EngineNotStartedException",
+    "StreamException",
     "CommitFailedError",
     "ConfigError",
     "ConsumerStoppedError",

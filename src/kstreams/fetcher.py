@@ -31,6 +31,8 @@ _DEFAULT_MAX_POLL_RECORDS = 500
 #: Bounds of ``close()``: the final commit, the user's revoke listener, the client's close.
 COMMIT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 10.0
+#: How long the client may reach no broker before the consumer says so at WARNING.
+OUTAGE_WARNING_S = 10.0
 
 
 class Fetcher:
@@ -54,6 +56,7 @@ class Fetcher:
         listener: RebalanceCallbacks | None = None,
         commit_timeout_s: float = COMMIT_TIMEOUT_S,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        outage_warning_s: float = OUTAGE_WARNING_S,
     ) -> None:
         self._port = port
         self.group_id = group_id
@@ -97,6 +100,11 @@ class Fetcher:
         self._in_rebalance = False
         self._rebalance_done = asyncio.Event()
         self._rebalance_done.set()
+
+        self._outage_warning_s = outage_warning_s
+        #: Since when (monotonic) the client has reached no broker; None while it does.
+        self._outage_since: float | None = None
+        self._outage_warned = False
 
         self._fetch_task: asyncio.Task[None] | None = None
         self._fetch_error: BaseException | None = None
@@ -193,6 +201,7 @@ class Fetcher:
                     )
                 finally:
                     self._fetching = False
+                self._watch_connection()
                 if self._dirty:
                     self._apply_desired(batch)
                 if batch:
@@ -214,6 +223,36 @@ class Fetcher:
             # Handed to the consumer side, which raises it from getone/getmany.
             self._fetch_error = exc
             self._data.set()
+
+    def _watch_connection(self) -> None:
+        if self._port.connected():
+            if self._outage_since is not None:
+                if self._outage_warned:
+                    logger.warning(
+                        "group %s: a broker is reachable again after %.1fs",
+                        self.group_id,
+                        time.monotonic() - self._outage_since,
+                    )
+                self._outage_since = None
+                self._outage_warned = False
+            return
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+        elif not self._outage_warned and now - self._outage_since >= self._outage_warning_s:
+            self._outage_warned = True
+            logger.warning(
+                "group %s: no broker reachable for %.1fs; the client keeps trying and "
+                "consumption resumes by itself (nothing is lost)",
+                self.group_id,
+                now - self._outage_since,
+            )
+
+    @property
+    def reachable(self) -> bool:
+        """False while the client has reached no broker for ``outage_warning_s`` or more."""
+        since = self._outage_since
+        return since is None or time.monotonic() - since < self._outage_warning_s
 
     def _buffer(self, batch: Mapping[TopicPartition, list[RawRecord]]) -> None:
         parts = self._parts

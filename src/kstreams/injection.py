@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kstreams.exceptions import HandlerSignatureError
+from kstreams.exceptions import HandlerSignatureError, StreamError
 from kstreams.records import ConsumerRecord
 
 
@@ -26,12 +26,17 @@ class HandlerSpec:
     is_generator: bool
 
 
-_NAMES = {"ConsumerRecord": "record", "Stream": "stream", "Send": "send"}
+_NAMES = {
+    "ConsumerRecord": "record",
+    "Stream": "stream",
+    "Send": "send",
+    "SendMany": "send_many",
+}
 
 
 def _classify(annotation: Any) -> str | None:
     from kstreams.streams import Stream
-    from kstreams.types import Send
+    from kstreams.types import Send, SendMany
 
     if annotation is inspect.Parameter.empty:
         return None
@@ -55,6 +60,8 @@ def _classify(annotation: Any) -> str | None:
         return "stream"
     if target is Send:
         return "send"
+    if target is SendMany:
+        return "send_many"
     return "unknown"
 
 
@@ -85,7 +92,7 @@ def inspect_handler(func: Callable[..., Any]) -> HandlerSpec:
             shown = "no annotation" if kind is None else f"annotation {param.annotation!r}"
             raise HandlerSignatureError(
                 f"cannot inject parameter {param.name!r} of {name} ({shown}); annotate it with "
-                "ConsumerRecord, list[ConsumerRecord], Stream or Send"
+                "ConsumerRecord, list[ConsumerRecord], Stream, Send or SendMany"
             )
     if "record" in kinds and "records" in kinds:
         raise HandlerSignatureError(f"{name} asks for a record and a batch; choose one")
@@ -106,7 +113,7 @@ def bind(
     params = spec.params
     if params in (("record",), ("records",)):
         return func
-    values = {"stream": stream, "send": send}
+    values = {"stream": stream, "send": send, "send_many": _send_many(stream)}
     if len(params) == 2:
         if params[0] in ("record", "records"):
             other = values[params[1]]
@@ -123,3 +130,14 @@ def bind(
         return result
 
     return call
+
+
+def _send_many(stream: Any) -> Any:
+    engine = getattr(stream, "engine", None)
+    if engine is not None:
+        return engine.send_many
+    return _no_engine_send_many
+
+
+async def _no_engine_send_many(*args: Any, **kwargs: Any) -> Any:
+    raise StreamError("this stream is not part of an engine, it cannot send_many")

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kstreams.exceptions import UnknownOptionError
+from kstreams.exceptions import ConfigError, UnknownOptionError
 
 #: AIOKafkaConsumer keyword arguments (aiokafka 0.14), ``loop`` excluded.
 CONSUMER_OPTIONS = frozenset(
@@ -95,6 +95,15 @@ CORE_CONSUMER_OPTIONS = frozenset(
 
 AUTO_OFFSET_RESET_VALUES = ("earliest", "latest", "none")
 
+#: aiokafka's (and Kafka's) defaults of the group timeouts.
+DEFAULT_SESSION_TIMEOUT_MS = 10000
+DEFAULT_HEARTBEAT_INTERVAL_MS = 3000
+DEFAULT_METADATA_MAX_AGE_MS = 300000
+#: How often a pattern subscription looks for new matching topics when
+#: ``metadata_max_age_ms`` is not given: neither client asks for topics it
+#: does not know of before its next metadata refresh, 5 min by default.
+PATTERN_METADATA_MAX_AGE_MS = 3000
+
 
 def check_options(kind: str, given: Iterable[str], known: Iterable[str]) -> None:
     """Raise ``UnknownOptionError`` for the first name in ``given`` not in ``known``."""
@@ -114,11 +123,50 @@ def check_consumer_options(options: Mapping[str, Any]) -> None:
         raise UnknownOptionError(
             f"auto_offset_reset must be one of {AUTO_OFFSET_RESET_VALUES}, got {reset!r}"
         )
-    for name in ("auto_commit_interval_ms", "max_poll_records", "session_timeout_ms"):
+    for name in (
+        "auto_commit_interval_ms",
+        "max_poll_records",
+        "session_timeout_ms",
+        "heartbeat_interval_ms",
+    ):
         value = options.get(name)
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise UnknownOptionError(f"{name} must be a positive int, got {value!r}")
+    session = options.get("session_timeout_ms")
+    heartbeat = options.get("heartbeat_interval_ms")
+    if heartbeat is not None and heartbeat >= (session or DEFAULT_SESSION_TIMEOUT_MS):
+        given = "" if session is not None else " (the default)"
+        raise ConfigError(
+            f"heartbeat_interval_ms={heartbeat} must be below session_timeout_ms="
+            f"{session or DEFAULT_SESSION_TIMEOUT_MS}{given}: the member would be evicted "
+            "between two heartbeats; Kafka recommends at most a third of it"
+        )
+
+
+def heartbeat_interval_ms(options: Mapping[str, Any]) -> int:
+    """The heartbeat interval every backend uses for these consumer options.
+
+    The one given, else aiokafka's default of 3 s, lowered to a third of
+    ``session_timeout_ms`` when the session is shorter than 9 s: a heartbeat
+    left at 3 s with a 1.5 s session would let the group evict the member
+    between two heartbeats.
+    """
+    given = options.get("heartbeat_interval_ms")
+    if given is not None:
+        return int(given)
+    session = options.get("session_timeout_ms") or DEFAULT_SESSION_TIMEOUT_MS
+    return min(DEFAULT_HEARTBEAT_INTERVAL_MS, max(1, int(session) // 3))
 
 
 def check_producer_options(options: Mapping[str, Any]) -> None:
     check_options("producer", options, PRODUCER_OPTIONS)
+
+
+def metadata_max_age_ms(options: Mapping[str, Any], *, pattern: bool) -> int:
+    """The metadata refresh period every backend uses: the one given, else 5 min, or
+    :data:`PATTERN_METADATA_MAX_AGE_MS` for a pattern subscription, so that a
+    matching topic created after start is consumed within seconds."""
+    given = options.get("metadata_max_age_ms")
+    if given is not None:
+        return int(given)
+    return PATTERN_METADATA_MAX_AGE_MS if pattern else DEFAULT_METADATA_MAX_AGE_MS

@@ -15,6 +15,21 @@ Ordering
     unless the position was moved back (``seek``, rebalance, restart).
     Nothing is promised across partitions.
 
+Records
+    ``getmany`` returns :class:`~kstreams.records.ConsumerRecord` objects:
+    mutable and slotted, ``key``/``value`` the bytes as stored (``None`` for
+    null), ``headers`` a tuple of ``(str, bytes | None)`` pairs in wire order.
+    Each object is new for that call, and the adapter keeps no reference to
+    it once returned: from then on it belongs to the caller (the core, then
+    the handler), which may change its fields. Changing a record never changes
+    the log, nor a record another call or consumer returned; the memory
+    backend, whose log holds records too, hands out a copy per fetch. The
+    core, not the adapter, keeps whatever it needs unchanged (the raw bytes
+    for a dead letter) before a deserializer or handler sees the record.
+    Adapters build the record straight from the client's own (aiokafka's
+    record has the same eleven fields; confluent's ``Message`` is read
+    through its getters), one constructor call per record, no further copy.
+
 Commits
     The client never commits on its own: adapters keep the client's
     auto-commit off. The core decides what to commit and calls ``commit``.
@@ -35,6 +50,7 @@ Errors
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kstreams.records import ConsumerRecord, Headers, RecordMetadata, TopicPartition
@@ -68,8 +84,10 @@ class ConsumerPort(Protocol):
     ) -> None:
         """Subscribe to ``topics``, or to every topic matching the regex ``pattern``.
 
-        Called once, before ``start``. A pattern subscription picks up
-        topics created later (within ``metadata_max_age_ms``).
+        Called once, before ``start``. A topic created after start is
+        consumed within seconds: a named one as soon as it exists, a new
+        match of a pattern within ``metadata_max_age_ms`` (3 s unless given,
+        for a pattern subscription, on every backend).
         """
         ...
 
@@ -166,6 +184,16 @@ class ConsumerPort(Protocol):
         """The partitions paused by ``pause``."""
         ...
 
+    def connected(self) -> bool:
+        """False while the client cannot reach any broker of the cluster (after it
+        has tried), True otherwise.
+
+        Cheap, for polling: it says what the client last saw, it sends nothing.
+        Once the broker is back, it turns True within a second or two of the
+        client reaching it again (consumption resumes by itself).
+        """
+        ...
+
 
 class ProducerPort(Protocol):
     """A producer. ``start`` before use; ``stop`` flushes, then closes."""
@@ -226,4 +254,94 @@ class Backend(Protocol):
 
     def create_producer(self, options: Mapping[str, Any]) -> ProducerPort:
         """A new producer from AIOKafkaProducer keyword arguments."""
+        ...
+
+    def check_consumer_options(self, *, group_id: str | None, options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` naming any option ``create_consumer`` would refuse.
+
+        Called when a stream is declared, so that a setting the backend
+        cannot honour fails at the decorator, not at start. Connects nothing.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMetadata:
+    """Who a consumer is in its group right now (Kafka's ConsumerGroupMetadata).
+
+    A transaction's offsets are committed in this member's name: the group
+    refuses them once ``generation_id`` is no longer the group's (KIP-447).
+    """
+
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None = None
+
+
+class TransactionalConsumerPort(ConsumerPort, Protocol):
+    """A consumer whose position can be committed by a producer's transaction."""
+
+    def group_metadata(self) -> GroupMetadata:
+        """The member's group, generation and member id, as of the last rebalance it served.
+
+        Raises ``IllegalOperationError`` without a group. Consumed with
+        ``isolation_level="read_committed"``, ``getmany`` returns only records
+        of committed transactions (and records written outside any), and never
+        reads past the *last stable offset*: the first offset of the oldest
+        transaction still open on the partition. ``end_offsets``,
+        ``seek_to_end`` and ``auto_offset_reset="latest"`` then mean the last
+        stable offset too; ``highwater`` stays the high watermark. Commit and
+        abort markers take an offset each (so the end offset counts them) and
+        are never returned. The default, ``"read_uncommitted"``, returns
+        aborted records too, up to the high watermark.
+        """
+        ...
+
+
+class TransactionalProducerPort(ProducerPort, Protocol):
+    """A producer built with a ``transactional_id``: everything it sends between
+    ``begin_transaction`` and ``commit_transaction``, and the consumer offsets
+    given to ``send_offsets_to_transaction``, become visible together or not at all.
+
+    ``start`` registers the id with the cluster (Kafka's ``init_transactions``):
+    a new epoch, which fences every older producer of the same id and aborts
+    the transaction it left open. The id must therefore be stable across
+    restarts of the same work. A transaction left open longer than
+    ``transaction_timeout_ms`` is aborted by the cluster and its producer fenced.
+
+    Errors, beyond ``ProducerPort``'s:
+
+    - ``ProducerFencedError`` from every call (``send`` included) once a newer
+      producer took the id or the transaction timed out; the only way on is
+      ``stop`` and a new producer.
+    - ``IllegalStateError``: ``begin_transaction`` while one is open; ``send``,
+      ``send_offsets_to_transaction``, ``commit_transaction`` or
+      ``abort_transaction`` with none open.
+    - ``CommitFailedError`` from ``send_offsets_to_transaction`` when the
+      member named by the group metadata is no longer in that generation of
+      its group (it was rebalanced away); the transaction can then only be
+      aborted, and ``commit_transaction`` raises ``CommitFailedError`` too.
+    - ``IllegalOperationError`` from the transactional methods of a producer
+      built without a ``transactional_id``.
+    """
+
+    async def begin_transaction(self) -> None:
+        """Open a transaction: sends from now on belong to it."""
+        ...
+
+    async def send_offsets_to_transaction(
+        self, offsets: Mapping[TopicPartition, int], group: GroupMetadata
+    ) -> None:
+        """Commit ``offsets`` (next-to-read, as ``ConsumerPort.commit``) for ``group`` with the
+        open transaction, fenced by ``group``'s generation."""
+        ...
+
+    async def commit_transaction(self) -> None:
+        """Deliver what was sent, then make the transaction's records and offsets visible."""
+        ...
+
+    async def abort_transaction(self) -> None:
+        """Drop the open transaction: its records stay in the log, hidden from read_committed
+        consumers, and its offsets are never committed."""
         ...

@@ -61,3 +61,12 @@ class ManualCommitRebalanceListener(RebalanceListener):
         except CommitFailedError as exc:
             # Too late for this generation: the next owner reads them again.
             logger.warning("commit before revoke failed, records will be redelivered: %s", exc)
+
+
+class MetricsRebalanceListener(RebalanceListener):
+    """kpn/kstreams' default listener, which kept its metrics right across rebalances.
+
+    ``PrometheusMonitor`` reads each stream's assignment at scrape time, so
+    there is nothing to keep right: this is a plain ``RebalanceListener``,
+    here so that code subclassing it keeps working.
+    """

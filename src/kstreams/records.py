@@ -6,7 +6,6 @@ their client's structs, so the core and user code never see a client type.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -37,13 +36,17 @@ class TopicPartitionOffset:
     offset: int
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(slots=True)
 class ConsumerRecord(Generic[KT, VT]):
     """One record as read from a partition.
 
     ``offset`` is the record's own offset; the offset to commit after
     handling it is ``offset + 1``. ``timestamp`` is in milliseconds since the
     epoch; ``timestamp_type`` is :data:`CREATE_TIME` or :data:`LOG_APPEND_TIME`.
+
+    Mutable, as kpn/kstreams' (aiokafka's) record is: a deserializer may set
+    ``cr.value`` in place, or copy with ``dataclasses.replace``. Who owns a
+    record, and so who may change it, is written on :mod:`kstreams.ports`.
     """
 
     topic: str
@@ -58,56 +61,9 @@ class ConsumerRecord(Generic[KT, VT]):
     serialized_value_size: int = -1
     headers: Headers = ()
 
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: int,
-        timestamp_type: int,
-        key: KT,
-        value: VT,
-        checksum: int | None = None,
-        serialized_key_size: int = -1,
-        serialized_value_size: int = -1,
-        headers: Headers = (),
-    ) -> None:
-        # Built once per consumed record: the generated frozen __init__ goes
-        # through object.__setattr__ per field, twice the cost of the slots'
-        # own setters.
-        (
-            set_topic,
-            set_partition,
-            set_offset,
-            set_timestamp,
-            set_timestamp_type,
-            set_key,
-            set_value,
-            set_checksum,
-            set_key_size,
-            set_value_size,
-            set_headers,
-        ) = _RECORD_SETTERS
-        set_topic(self, topic)
-        set_partition(self, partition)
-        set_offset(self, offset)
-        set_timestamp(self, timestamp)
-        set_timestamp_type(self, timestamp_type)
-        set_key(self, key)
-        set_value(self, value)
-        set_checksum(self, checksum)
-        set_key_size(self, serialized_key_size)
-        set_value_size(self, serialized_value_size)
-        set_headers(self, headers)
-
     @property
     def topic_partition(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
-
-
-_RECORD_SETTERS = tuple(
-    ConsumerRecord.__dict__[f.name].__set__ for f in dataclasses.fields(ConsumerRecord)
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ class HandlerRunning:
                 error = exc
             if self._stopping:
                 if not isinstance(error, ConsumerStoppedError):
+                    self.error = error
                     logger.error("stream %r failed while stopping: %r", self.name, error)
                 return
             if not await self._on_error(error):

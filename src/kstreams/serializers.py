@@ -24,3 +24,13 @@ class Deserializer(Protocol):
     async def deserialize(
         self, consumer_record: ConsumerRecord[Any, Any], **kwargs: Any
     ) -> ConsumerRecord[Any, Any]: ...
+
+
+def __getattr__(name: str) -> Any:
+    # kpn/kstreams' name for the "use the engine's serializer" default of send();
+    # looked up lazily because the producer module imports this one.
+    if name == "NO_DEFAULT":
+        from kstreams.producer import DEFAULT
+
+        return DEFAULT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

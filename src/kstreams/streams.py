@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kstreams import fetcher
 from kstreams.concurrency import ORDERINGS, Ordering
 from kstreams.consumer import StreamConsumer
 from kstreams.exceptions import (
@@ -64,8 +65,12 @@ class Stream(HandlerRunning):
         graceful_timeout_s: float = 30.0,
         concurrency: int = 1,
         ordering: Ordering = "partition",
+        config: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
+        if config:
+            # kpn's spelling: consumer settings as one dict; keyword arguments win.
+            options = {**config, **options}
         self._check_options(options)
         if group_id is None:
             group_id = options.pop("group_id", None)
@@ -191,6 +196,9 @@ class Stream(HandlerRunning):
             # Well inside the poll interval: the fetch loop is what keeps polling.
             pause_after_s=min(0.5, self.options.get("max_poll_interval_ms", 300_000) / 4000),
             listener=StreamListener(self),
+            commit_timeout_s=fetcher.COMMIT_TIMEOUT_S,
+            close_timeout_s=fetcher.CLOSE_TIMEOUT_S,
+            outage_warning_s=fetcher.OUTAGE_WARNING_S,
         )
         if self.subscribe_by_pattern:
             port.subscribe(pattern=self.topics[0], listener=consumer)
@@ -269,6 +277,7 @@ class Stream(HandlerRunning):
         if task is None:
             if not self.running:
                 return
+            self.stop_delivering()
             task = self._stop_task = asyncio.get_running_loop().create_task(
                 self._stop_now(), name=f"kstreams-stop-{self.name}"
             )
@@ -276,17 +285,20 @@ class Stream(HandlerRunning):
             return
         await asyncio.shield(task)
 
+    def stop_delivering(self) -> None:
+        """Hand out no more records from now on (the record in hand may finish)."""
+        self._stopping = True
+        self._stop_event.set()
+        if self.consumer is not None:
+            self.consumer.stop_delivering()
+
     def _in_own_task(self) -> bool:
         task = self._task
         return task is not None and task is asyncio.current_task()
 
     async def _stop_now(self, *, from_own_task: bool = False) -> None:
         try:
-            self._stopping = True
-            self._stop_event.set()
-            consumer = self.consumer
-            if consumer is not None:
-                consumer.stop_delivering()
+            self.stop_delivering()
             task = self._task
             if task is not None and not task.done() and not from_own_task:
                 done, _ = await asyncio.wait({task}, timeout=self.graceful_timeout_s)
@@ -326,6 +338,16 @@ class Stream(HandlerRunning):
         consumer = self.consumer
         if consumer is not None and not consumer.closed:
             await consumer.close()
+
+    @property
+    def ready(self) -> bool:
+        """Running, and its consumer reaches the cluster: what a readiness probe asks.
+
+        False once the stream stopped (an error policy included) and while no
+        broker has been reachable for ``kstreams.fetcher.OUTAGE_WARNING_S``.
+        """
+        consumer = self.consumer
+        return self.running and consumer is not None and consumer.reachable
 
     @property
     def is_generator(self) -> bool:
@@ -447,6 +469,12 @@ class Stream(HandlerRunning):
         if self.consumer is None:
             raise StreamError(f"stream {self.name!r} is not started")
         await self.consumer.commit(offsets)
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition`` (a broker round-trip), or None."""
+        if self.consumer is None:
+            raise StreamError(f"stream {self.name!r} is not started")
+        return await self.consumer.committed(partition)
 
     async def __aenter__(self) -> AsyncIterator[Any]:
         """Start the stream and return what its generator yields."""

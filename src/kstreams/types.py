@@ -1,15 +1,36 @@
-"""Small public types: what a handler can ask for, and what ``send_many`` takes."""
+"""Small public types: what a handler can ask for, and what ``send_many`` takes.
+
+The names kpn/kstreams has in this module are here too: ``Headers`` (headers
+as a user sends them), ``EncodedHeaders`` (as a record carries them),
+``ConsumerRecord``, ``Send``, ``SendMany``, ``NextMiddlewareCall``,
+``StreamFunc``, ``EngineHooks``, ``TimestampType`` and ``Deprecated``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
-from kstreams.records import RecordMetadata
+from kstreams.records import ConsumerRecord, RecordMetadata
+from kstreams.records import Headers as EncodedHeaders
 
 #: Headers as users give them: a mapping or pairs; str values are UTF-8 encoded.
 HeadersInput = Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes]]
+#: kpn/kstreams' name for the headers a user sends.
+Headers = HeadersInput
+#: A stream's handler.
+StreamFunc = Callable[..., Any]
+#: What ``create_engine(on_startup=...)`` and the other hook arguments take.
+EngineHooks = Sequence[Callable[[], Any]]
+#: What a middleware calls to hand a record (or a batch) on.
+NextMiddlewareCall = Callable[[Any], Awaitable[Any]]
+#: ``ConsumerRecord.timestamp_type``: 0 for CreateTime, 1 for LogAppendTime.
+TimestampType = Literal[0, 1]
+
+D = TypeVar("D")
+#: Marks a parameter kept for old code; the annotation is the type itself.
+Deprecated = Annotated[D, "deprecated"]
 
 
 class Send(Protocol):
@@ -25,6 +46,20 @@ class Send(Protocol):
         headers: HeadersInput | None = None,
         **kwargs: Any,
     ) -> RecordMetadata: ...
+
+
+class SendMany(Protocol):
+    """The engine's ``send_many``; annotate a handler parameter with it to receive it."""
+
+    async def __call__(
+        self,
+        topic: str,
+        batch_events: Sequence[BatchEvent],
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        serializer: Any = None,
+        serializer_kwargs: dict[str, Any] | None = None,
+    ) -> list[RecordMetadata]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,4 +95,19 @@ def encode_headers(headers: HeadersInput | None) -> tuple[tuple[str, bytes], ...
     )
 
 
-__all__ = ["BatchEvent", "GetMany", "HeadersInput", "Send", "encode_headers"]
+__all__ = [
+    "BatchEvent",
+    "ConsumerRecord",
+    "Deprecated",
+    "EncodedHeaders",
+    "EngineHooks",
+    "GetMany",
+    "Headers",
+    "HeadersInput",
+    "NextMiddlewareCall",
+    "Send",
+    "SendMany",
+    "StreamFunc",
+    "TimestampType",
+    "encode_headers",
+]

@@ -1,7 +1,8 @@
 """One fixture runs every conformance scenario on every backend.
 
-memory runs in the unit tier; aiokafka and confluent run against the real
-broker of the integration tier (marked ``integration``).
+memory runs in the unit tier; aiokafka and confluent run against each real
+broker of the integration tier (marked ``integration``): a parameter such as
+``aiokafka-noida`` names the backend and the broker.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import pytest
 from kstreams import ConsumerRecord, StreamEngine, create_engine
 from kstreams.backends import Aiokafka, Confluent, Memory
 from kstreams.ports import Backend
+from tests.broker import broker_kinds, group_timings
 
-#: Short group timings: a join on the test broker takes about half the session timeout.
+#: Short group timings for the memory backend; real brokers get theirs from ``group_timings``.
 FAST_GROUP = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
 
 
@@ -30,6 +32,8 @@ class Harness:
     name: str
     backend: Backend
     bootstrap: str | None = None
+    #: "tansu", "noida" or "external"; ``None`` on memory.
+    broker: str | None = None
     engines: list[StreamEngine] = field(default_factory=list)
 
     @property
@@ -38,8 +42,13 @@ class Harness:
 
     @property
     def external(self) -> bool:
-        """A broker named by $KSTREAMS_TEST_BOOTSTRAP rather than the embedded Tansu."""
+        """A broker named by $KSTREAMS_TEST_BOOTSTRAP rather than an embedded one."""
         return bool(os.environ.get("KSTREAMS_TEST_BOOTSTRAP"))
+
+    @property
+    def group_timings(self) -> dict[str, Any]:
+        """Short group timings the broker under test accepts."""
+        return FAST_GROUP if self.bootstrap is None else group_timings(self.bootstrap)
 
     def engine(self, **kwargs: Any) -> StreamEngine:
         engine = create_engine(backend=self.backend, **kwargs)
@@ -48,7 +57,7 @@ class Harness:
 
     def options(self, **overrides: Any) -> dict[str, Any]:
         """Consumer options every scenario uses, plus its own."""
-        return {**FAST_GROUP, "auto_offset_reset": "earliest", **overrides}
+        return {**self.group_timings, "auto_offset_reset": "earliest", **overrides}
 
     async def create_topic(self, topic: str, partitions: int) -> None:
         if not self.real:
@@ -70,12 +79,15 @@ class Harness:
 @pytest.fixture(
     params=[
         "memory",
-        pytest.param("aiokafka", marks=pytest.mark.integration),
-        pytest.param("confluent", marks=pytest.mark.integration),
+        *(
+            pytest.param(f"{backend}-{broker}", marks=pytest.mark.integration)
+            for backend in ("aiokafka", "confluent")
+            for broker in broker_kinds()
+        ),
     ]
 )
 def backend_name(request: pytest.FixtureRequest) -> str:
-    """Every conformance test runs once per backend."""
+    """Every conformance test runs once per backend, real ones once per broker."""
     name: str = request.param
     return name
 
@@ -83,15 +95,15 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def harness(backend_name: str, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """The backend under test, with engines stopped at the end whatever happened."""
-    name = backend_name
-    if name == "memory":
+    if backend_name == "memory":
         from kstreams.backends.memory import MemoryCluster
 
-        h = Harness(name, Memory(cluster=MemoryCluster()))
+        h = Harness(backend_name, Memory(cluster=MemoryCluster()))
     else:
-        bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+        name, broker = backend_name.split("-", 1)
+        bootstrap: str = request.getfixturevalue(f"{broker}_bootstrap")
         settings = Aiokafka if name == "aiokafka" else Confluent
-        h = Harness(name, settings(bootstrap_servers=bootstrap), bootstrap=bootstrap)
+        h = Harness(name, settings(bootstrap_servers=bootstrap), bootstrap, broker)
     yield h
     for engine in h.engines:
         await engine.stop()

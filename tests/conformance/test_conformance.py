@@ -149,7 +149,8 @@ async def test_one_stream_reads_a_list_of_topics(
 async def test_pattern_subscription_picks_up_a_topic_created_later(
     harness: Harness, unique: str, collector: Collector
 ) -> None:
-    """A regex stream reads an existing matching topic and one created after it started."""
+    """A regex stream reads an existing matching topic and one created after it started, and
+    the rebalance that brings the new topic delivers no handled record again."""
     before, after = f"re-{unique}-before", f"re-{unique}-after"
     await harness.create_topic(before, 1)
     engine = harness.engine()
@@ -169,7 +170,10 @@ async def test_pattern_subscription_picks_up_a_topic_created_later(
     await harness.create_topic(after, 1)
     await engine.send(after, value=b"2")
     await collector.wait_for(2)
+    await engine.send(before, value=b"3")
+    await collector.wait_for(3)
     assert {r.topic for r in collector.records} == {before, after}
+    assert sorted(collector.values) == [b"1", b"2", b"3"]
 
 
 async def test_auto_offset_reset_earliest_reads_what_was_there(
@@ -194,7 +198,7 @@ async def test_auto_offset_reset_latest_skips_what_was_there(
     harness: Harness, unique: str, collector: Collector, request: pytest.FixtureRequest
 ) -> None:
     """With latest and no commit, a new group reads only what is produced after it joined."""
-    if harness.real and not harness.external:
+    if harness.broker == "tansu":
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
@@ -287,6 +291,12 @@ async def test_failed_record_is_not_committed_and_comes_back(
     assert await first_offset_seen(harness, topic, group) == 2
 
 
+@pytest.mark.broker_xfail(
+    "noida",
+    raises=(TimeoutError, AssertionError),
+    reason="noida-db answers a commit made during a rebalance (the revoke callback's) with "
+    "ILLEGAL_GENERATION, and the group then never hands the leaver's partitions over",
+)
 async def test_two_engines_split_a_group_and_hand_over_on_stop(
     harness: Harness, unique: str
 ) -> None:

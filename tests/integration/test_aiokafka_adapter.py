@@ -15,12 +15,9 @@ from kstreams import exceptions as kerrors
 from kstreams.backends.aiokafka import AiokafkaConsumer, AiokafkaProducer
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, ConsumerRecord, RecordMetadata, TopicPartition
-from tests.broker import free_port
+from tests.broker import create_topic, free_port, group_timings
 
 pytestmark = pytest.mark.integration
-
-# A group join takes about half the session timeout on Tansu.
-GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
 
 PortT = TypeVar("PortT", AiokafkaConsumer, AiokafkaProducer)
 
@@ -37,7 +34,7 @@ async def started(port: PortT) -> AsyncIterator[PortT]:
 def consumer(bootstrap: str, group_id: str | None = None, **options: Any) -> AiokafkaConsumer:
     options.setdefault("auto_offset_reset", "earliest")
     if group_id is not None:
-        options = {**GROUP_TIMINGS, **options}
+        options = {**group_timings(bootstrap), **options}
     return AiokafkaConsumer(group_id=group_id, bootstrap_servers=bootstrap, **options)
 
 
@@ -103,6 +100,7 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
 ) -> None:
     """A sent record comes back whole: key, value, repeated headers in order, timestamp, offset."""
     topic = f"round-trip-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     headers = [("trace", b"1"), ("other", b""), ("trace", b"2")]
     async with started(AiokafkaProducer(bootstrap_servers=kafka_bootstrap)) as producer:
         delivery = await producer.send(
@@ -152,7 +150,8 @@ async def test_rebalance_listener_sees_kstreams_partitions_revoked_before_assign
 ) -> None:
     """The listener gets frozensets of kstreams TopicPartitions; a join revokes, then assigns."""
     topic, group = f"rebalance-{unique}", f"group-{unique}"
-    await produce(kafka_bootstrap, topic, 1)  # auto-creates the topic with 4 partitions
+    await create_topic(kafka_bootstrap, topic)
+    await produce(kafka_bootstrap, topic, 1)
     listener = RecordingListener()
     first = consumer(kafka_bootstrap, group)
     first.subscribe([topic], listener=listener)
@@ -182,6 +181,7 @@ async def test_consumer_without_group_reports_its_assignment_once(
 ) -> None:
     """Without a group every partition is assigned at start and the listener hears it once."""
     topic = f"no-group-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     await produce(kafka_bootstrap, topic, 1)
     listener = RecordingListener()
     port = consumer(kafka_bootstrap)
@@ -200,6 +200,7 @@ async def test_seek_moves_the_position_and_the_next_record(
 ) -> None:
     """seek sets position() and the first record getmany returns; unassigned seeks fail."""
     topic = f"seek-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     tp = TopicPartition(topic, 0)
     await produce(kafka_bootstrap, topic, 5)
     port = consumer(kafka_bootstrap)
@@ -233,8 +234,8 @@ async def test_seek_moves_the_position_and_the_next_record(
             port.seek(tp, -1)
 
 
-@pytest.mark.xfail(
-    strict=True,
+@pytest.mark.broker_xfail(
+    "tansu",
     raises=AssertionError,
     reason="Tansu answers ListOffsets 'latest' with the last batch's base offset + 1",
 )
@@ -256,6 +257,7 @@ async def test_end_offsets_count_every_record_of_a_batch(kafka_bootstrap: str, u
 async def test_pause_holds_back_a_partition_until_resume(kafka_bootstrap: str, unique: str) -> None:
     """A paused partition returns nothing; after resume it continues at its position."""
     topic = f"pause-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
     await produce(kafka_bootstrap, topic, 3, partition=0)
     await produce(kafka_bootstrap, topic, 3, partition=1)
@@ -410,6 +412,7 @@ async def test_unreachable_broker_fails_producer_start_quickly() -> None:
 async def test_producer_errors_are_kstreams_errors(kafka_bootstrap: str, unique: str) -> None:
     """Unknown partitions, oversized records and empty records fail with kstreams errors."""
     topic = f"producer-errors-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     options = {"bootstrap_servers": kafka_bootstrap, "max_request_size": 2048}
     async with started(AiokafkaProducer(**options)) as producer:
         assert await producer.partitions_for(topic) == frozenset(range(4))
@@ -425,6 +428,7 @@ async def test_producer_errors_are_kstreams_errors(kafka_bootstrap: str, unique:
 async def test_acks_zero_resolves_without_an_offset(kafka_bootstrap: str, unique: str) -> None:
     """With acks=0 the metadata has offset -1, the requested partition (or -1) and a timestamp."""
     topic = f"acks-zero-{unique}"
+    await create_topic(kafka_bootstrap, topic)
     async with started(AiokafkaProducer(bootstrap_servers=kafka_bootstrap, acks=0)) as producer:
         pinned = await (await producer.send(topic, b"a", partition=1, timestamp_ms=42))
         chosen = await (await producer.send(topic, b"b", b"key"))
@@ -472,3 +476,22 @@ async def test_cancelled_start_closes_the_client(kafka_bootstrap: str, unique: s
         await port.getmany(timeout_ms=10)
     await port.stop()
     gc.collect()  # an unclosed aiokafka client would warn here, and warnings are errors
+
+
+async def test_pattern_topic_created_after_start_is_consumed_within_seconds(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Without metadata_max_age_ms, a new topic matching the pattern is consumed within seconds."""
+    prefix = f"pat-{unique}"
+    await produce(kafka_bootstrap, f"{prefix}-a", 1)
+    port = consumer(kafka_bootstrap, f"group-{unique}")
+    port.subscribe(pattern=rf"{prefix}-.*")
+    async with started(port):
+        first = await collect(port, 1)
+        await port.commit({r.topic_partition: r.offset + 1 for r in first})
+        await produce(kafka_bootstrap, f"{prefix}-b", 1)
+        began = time.monotonic()
+        with anyio.fail_after(8):
+            later = await collect(port, 1)
+        assert time.monotonic() - began < 8
+    assert [r.topic for r in later] == [f"{prefix}-b"]

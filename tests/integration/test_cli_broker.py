@@ -10,6 +10,7 @@ import pytest
 
 from kstreams.backends.aiokafka import AiokafkaConsumer
 from kstreams.records import TopicPartition
+from tests.broker import group_timings
 from tests.unit.test_cli import Service
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,7 @@ async def test_sigterm_stops_a_broker_service_after_committing(
         "APP_GROUP": group,
         "APP_COUNT": "10",
         "APP_DELAY": "0.05",
+        "APP_SESSION_TIMEOUT_MS": str(group_timings(kafka_bootstrap)["session_timeout_ms"]),
     }
     service = Service(tmp_path / "handled", env, "--graceful-timeout", "20")
     services.append(service)

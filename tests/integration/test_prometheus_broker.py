@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,11 +11,9 @@ from prometheus_client import CollectorRegistry
 from kstreams import ConsumerRecord, create_engine
 from kstreams.backends import Aiokafka
 from kstreams.prometheus import PrometheusMonitor
+from tests.broker import group_timings
 
 pytestmark = pytest.mark.integration
-
-# A group join takes about half the session timeout on Tansu.
-GROUP_TIMINGS: dict[str, Any] = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
 
 
 async def test_offsets_and_lags_on_a_real_broker(kafka_bootstrap: str, unique: str) -> None:
@@ -32,7 +29,7 @@ async def test_offsets_and_lags_on_a_real_broker(kafka_bootstrap: str, unique: s
         group_id=group,
         auto_offset_reset="earliest",
         auto_commit_interval_ms=100,
-        **GROUP_TIMINGS,
+        **group_timings(kafka_bootstrap),
     )
     async def count(cr: ConsumerRecord[bytes, bytes]) -> None:
         handled.append(cr.offset)

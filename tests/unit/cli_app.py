@@ -27,8 +27,10 @@ DELAY = float(os.environ.get("APP_DELAY", "0"))
 
 timings: dict[str, Any] = {}
 if os.environ.get("KSTREAMS_BACKEND") != "memory":
-    # A group join takes about half the session timeout on Tansu.
-    timings = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
+    # A group join takes about half the session timeout on Tansu; other
+    # brokers refuse sessions that short, so the test may name its own.
+    session_ms = int(os.environ.get("APP_SESSION_TIMEOUT_MS", "1500"))
+    timings = {"session_timeout_ms": session_ms, "heartbeat_interval_ms": 300}
 
 engine = create_engine(title="cli-app")
 

@@ -23,15 +23,15 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner
 
-from kstreams.backends import confluent_config
-from kstreams.backends.confluent_config import (
+from kstreams.backends.confluent import security
+from kstreams.backends.confluent.config import (
     ConsumerConfig,
     ProducerConfig,
     consumer_config,
     producer_config,
     subscription_pattern,
-    token_expiry,
 )
+from kstreams.backends.confluent.security import token_expiry
 from kstreams.exceptions import ConfigError, UnknownOptionError
 from kstreams.options import CONSUMER_OPTIONS, PRODUCER_OPTIONS
 
@@ -569,7 +569,7 @@ def _same_as_default(config: ConsumerConfig) -> bool:
 
 def _translate(case: Case, kind: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     if case.gssapi:
-        monkeypatch.setattr(confluent_config, "gssapi_available", lambda: True)
+        monkeypatch.setattr(security, "gssapi_available", lambda: True)
     if kind == "consumer":
         return consumer_config(
             group_id=case.group_id, options=case.options, extra_config=case.extra_config

@@ -44,6 +44,19 @@ def fast_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kstreams.running, "RESTART_BACKOFF_S", (0.01, 0.08))
 
 
+def record_back_offs(stream: kstreams.streams.Stream) -> list[float]:
+    """The RESTART back-offs ``stream`` asks for, each cut to nothing so the test runs fast."""
+    delays: list[float] = []
+    real_wait = stream.wait_for_stop
+
+    async def recording_wait(timeout_s: float) -> bool:
+        delays.append(timeout_s)
+        return await real_wait(0)
+
+    stream.wait_for_stop = recording_wait  # type: ignore[method-assign]
+    return delays
+
+
 class Attempts:
     """Counts handler attempts per offset and lets a test wait for a total."""
 
@@ -154,14 +167,7 @@ async def test_restart_backs_off_exponentially_and_starts_over_after_a_success()
         if cr.offset in (1, 2, 3, 5):
             raise TimeoutError("slow dependency")
 
-    delays: list[float] = []
-    real_wait = flaky.wait_for_stop
-
-    async def recording_wait(timeout_s: float) -> bool:
-        delays.append(timeout_s)
-        return await real_wait(0)
-
-    flaky.wait_for_stop = recording_wait  # type: ignore[method-assign]
+    delays = record_back_offs(flaky)
     await engine.start()
     await attempts.wait_for(lambda offsets: 5 in offsets)
     await engine.stop()
@@ -185,14 +191,7 @@ async def test_restart_back_off_starts_over_for_an_async_for_stream() -> None:
             if cr.offset in (1, 2, 4):
                 raise TimeoutError("slow dependency")
 
-    delays: list[float] = []
-    real_wait = flaky.wait_for_stop
-
-    async def recording_wait(timeout_s: float) -> bool:
-        delays.append(timeout_s)
-        return await real_wait(0)
-
-    flaky.wait_for_stop = recording_wait  # type: ignore[method-assign]
+    delays = record_back_offs(flaky)
     await engine.start()
     await attempts.wait_for(lambda offsets: 5 in offsets)
     await engine.stop()

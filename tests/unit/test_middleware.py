@@ -250,6 +250,6 @@ def test_an_unsupported_annotation_is_a_clear_error_at_decoration() -> None:
 
     message = str(info.value)
     assert "'retries'" in message
-    assert "ConsumerRecord, list[ConsumerRecord], Stream or Send" in message
+    assert "ConsumerRecord, list[ConsumerRecord], Stream, Send or SendMany" in message
     assert isinstance(info.value, TypeError)
     assert engine.get_stream("handle") is None

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 
+from kstreams.backends import kafka
 from kstreams.backends.settings import Aiokafka, Confluent, Kafka, Memory
 from kstreams.exceptions import ConfigError
 from kstreams.ports import Backend
 
 BACKEND_NAMES = ("aiokafka", "confluent", "memory")
 
-__all__ = ["BACKEND_NAMES", "Aiokafka", "Confluent", "Kafka", "Memory", "resolve_backend"]
+__all__ = [
+    "BACKEND_NAMES",
+    "Aiokafka",
+    "Confluent",
+    "Kafka",
+    "Memory",
+    "kafka",
+    "resolve_backend",
+]
 
 
 def resolve_backend(backend: Backend | str | None = None) -> Backend:

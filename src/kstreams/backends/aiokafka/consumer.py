@@ -1,67 +1,30 @@
-"""The aiokafka adapter: the ports on AIOKafkaConsumer and AIOKafkaProducer."""
+"""The consumer port on aiokafka's AIOKafkaConsumer."""
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import re
-import time
-from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiokafka
 import aiokafka.errors as aioerrors
-import anyio
 from aiokafka.abc import ConsumerRebalanceListener
 
 from kstreams import exceptions as kerrors
+from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, start_client, translate
 from kstreams.options import (
     CONSUMER_OPTIONS,
     CORE_CONSUMER_OPTIONS,
-    PRODUCER_OPTIONS,
     check_options,
+    heartbeat_interval_ms,
+    metadata_max_age_ms,
 )
 from kstreams.ports import RawRecord, RebalanceCallbacks, RecordBatch
-from kstreams.records import CREATE_TIME, ConsumerRecord, Headers, RecordMetadata, TopicPartition
-
-__all__ = ["AiokafkaConsumer", "AiokafkaProducer"]
+from kstreams.records import ConsumerRecord, TopicPartition
 
 _AioTopicPartition = aiokafka.TopicPartition
-
-# aiokafka's ConsumerStoppedError and IllegalOperation do not derive from its KafkaError.
-_CLIENT_ERRORS: tuple[type[BaseException], ...] = (
-    aioerrors.KafkaError,
-    aioerrors.ConsumerStoppedError,
-    aioerrors.IllegalOperation,
-)
-
-_ERROR_MAP: dict[type[BaseException], type[kerrors.KafkaError]] = {
-    aioerrors.ConsumerStoppedError: kerrors.ConsumerStoppedError,
-    aioerrors.IllegalOperation: kerrors.IllegalOperationError,
-    aioerrors.IllegalStateError: kerrors.IllegalStateError,
-    aioerrors.CommitFailedError: kerrors.CommitFailedError,
-    aioerrors.NoOffsetForPartitionError: kerrors.NoOffsetForPartitionError,
-    aioerrors.OffsetOutOfRangeError: kerrors.OffsetOutOfRangeError,
-    aioerrors.UnknownTopicOrPartitionError: kerrors.UnknownTopicOrPartitionError,
-    aioerrors.RecordTooLargeError: kerrors.RecordTooLargeError,
-    aioerrors.MessageSizeTooLargeError: kerrors.RecordTooLargeError,
-    aioerrors.RecordListTooLargeError: kerrors.RecordTooLargeError,
-    aioerrors.KafkaConnectionError: kerrors.KafkaConnectionError,
-    aioerrors.NoBrokersAvailable: kerrors.KafkaConnectionError,
-    aioerrors.KafkaUnavailableError: kerrors.KafkaConnectionError,
-    aioerrors.KafkaTimeoutError: kerrors.KafkaTimeoutError,
-    aioerrors.RequestTimedOutError: kerrors.KafkaTimeoutError,
-    aioerrors.ProducerClosed: kerrors.ProducerClosedError,
-    aioerrors.ProducerFenced: kerrors.ProducerFencedError,
-}
-
-
-def _translate(exc: BaseException) -> kerrors.KafkaError:
-    """The kstreams error for an aiokafka one: the nearest mapped class in its MRO."""
-    message = str(exc) or type(exc).__name__
-    for cls in type(exc).__mro__:
-        target = _ERROR_MAP.get(cls)
-        if target is not None:
-            return target(message)
-    return kerrors.KafkaError(message)
 
 
 def _to_client_tp(tp: TopicPartition) -> Any:
@@ -76,45 +39,31 @@ def _from_client_tps(tps: Iterable[Any]) -> frozenset[TopicPartition]:
     return frozenset(TopicPartition(tp.topic, tp.partition) for tp in tps)
 
 
-# The hot path. A frozen dataclass's __init__ sets each field through
-# object.__setattr__, which costs twice as much as the slot descriptors do, so
-# records are built from the descriptors. Checked here, so that a change to
-# ConsumerRecord's fields fails at import instead of building wrong records.
-def _convert_records(topic: str, partition: int, records: list[Any]) -> list[RawRecord]:
-    make = ConsumerRecord
-    return [
-        make(
-            topic,
-            partition,
-            r.offset,
-            r.timestamp,
-            r.timestamp_type,
-            r.key,
-            r.value,
-            r.checksum,
-            r.serialized_key_size,
-            r.serialized_value_size,
-            r.headers,  # already a tuple of (str, bytes) pairs
-        )
-        for r in records
-    ]
+# aiokafka's record has the eleven fields of ConsumerRecord, by the same names: one
+# C attrgetter reads them all, in our order, as the constructor's arguments.
+_FIELDS = tuple(field.name for field in dataclasses.fields(ConsumerRecord))
+_read_fields = operator.attrgetter(*_FIELDS)
 
 
-async def _close_shielded(client: Any) -> None:
-    # A cancelled or failed start must still close the client, or aiokafka warns
-    # about an unclosed client when it is collected.
-    with anyio.CancelScope(shield=True):
-        await client.stop()
+def _convert_records(records: list[Any]) -> list[RawRecord]:
+    make, read = ConsumerRecord, _read_fields
+    return [make(*read(record)) for record in records]
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, callbacks: RebalanceCallbacks) -> None:
         self._callbacks = callbacks
+        #: The client partitions being revoked while the revoke callback runs.
+        self.revoking: frozenset[Any] = frozenset()
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         # aiokafka reports an empty revocation before the first assignment.
         if revoked:
-            await self._callbacks.on_partitions_revoked(_from_client_tps(revoked))
+            self.revoking = frozenset(revoked)
+            try:
+                await self._callbacks.on_partitions_revoked(_from_client_tps(revoked))
+            finally:
+                self.revoking = frozenset()
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         await self._callbacks.on_partitions_assigned(_from_client_tps(assigned))
@@ -129,11 +78,13 @@ class AiokafkaConsumer:
             if name not in CORE_CONSUMER_OPTIONS
         }
         options["enable_auto_commit"] = False
+        options["heartbeat_interval_ms"] = heartbeat_interval_ms(aiokafka_consumer_kwargs)
         self._group_id = group_id
         self._options = options
         self._topics: tuple[str, ...] = ()
         self._pattern: str | None = None
         self._listener: RebalanceCallbacks | None = None
+        self._client_listener: _RebalanceListener | None = None
         self._client: Any = None
         self._stopped = False
         self._tps: dict[Any, TopicPartition] = {}
@@ -182,6 +133,7 @@ class AiokafkaConsumer:
 
     def _apply_subscription(self, client: Any) -> None:
         listener = _RebalanceListener(self._listener) if self._listener is not None else None
+        self._client_listener = listener
         if self._pattern is not None:
             client.subscribe(pattern=self._pattern, listener=listener)
         elif self._topics:
@@ -192,18 +144,22 @@ class AiokafkaConsumer:
             raise kerrors.ConsumerStoppedError("the consumer was stopped")
         if self._client is not None:
             raise kerrors.IllegalStateError("the consumer is already started")
-        # Set before aiokafka's start, which runs the first assignment's
-        # callbacks: those may call back into this adapter.
-        client = self._client = aiokafka.AIOKafkaConsumer(group_id=self._group_id, **self._options)
+        options = dict(self._options)
+        options["metadata_max_age_ms"] = metadata_max_age_ms(
+            options, pattern=self._pattern is not None
+        )
+
+        def build() -> Any:
+            # Set before aiokafka's start, which runs the first assignment's
+            # callbacks: those may call back into this adapter.
+            client = self._client = aiokafka.AIOKafkaConsumer(group_id=self._group_id, **options)
+            return client
+
         try:
-            self._apply_subscription(client)
-            await client.start()
-        except BaseException as exc:
+            await start_client("aiokafka consumer", build, options, self._apply_subscription)
+        except BaseException:
             self._client = None
             self._stopped = True
-            await _close_shielded(client)
-            if isinstance(exc, _CLIENT_ERRORS):
-                raise _translate(exc) from exc
             raise
         if self._group_id is None and self._listener is not None:
             # Without a group aiokafka assigns every partition itself and never
@@ -217,8 +173,8 @@ class AiokafkaConsumer:
             return
         try:
             await client.stop()
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
 
     async def getmany(self, *, timeout_ms: int, max_records: int | None = None) -> RecordBatch:
         client = self._client
@@ -226,15 +182,15 @@ class AiokafkaConsumer:
             raise self._not_running()
         try:
             fetched = await client.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
         batch: RecordBatch = {}
         tps = self._tps
         for client_tp, records in fetched.items():
             tp = tps.get(client_tp)
             if tp is None:
                 tp = tps[client_tp] = TopicPartition(client_tp.topic, client_tp.partition)
-            batch[tp] = _convert_records(tp.topic, tp.partition, records)
+            batch[tp] = _convert_records(records)
         return batch
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -246,8 +202,31 @@ class AiokafkaConsumer:
         to_commit = {_to_client_tp(tp): offset for tp, offset in offsets.items()}
         try:
             await client.commit(to_commit)
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except aioerrors.IllegalStateError as exc:
+            listener = self._client_listener
+            if listener is None or not listener.revoking or not set(to_commit) <= listener.revoking:
+                raise translate(exc) from exc
+            await self._commit_revoking(client, to_commit)
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
+
+    async def _commit_revoking(self, client: Any, offsets: dict[Any, int]) -> None:
+        """Commit partitions being revoked after aiokafka forgot them.
+
+        When a pattern subscription picks up a new topic, aiokafka replaces its
+        subscription before calling the revoke callback, so its ``commit``
+        refuses the partitions being revoked ("No partitions assigned"). The
+        group generation is still the one they were assigned in: commit them
+        through the group coordinator, as aiokafka's own commit would.
+        """
+        from aiokafka.structs import OffsetAndMetadata
+
+        try:
+            await client._coordinator.commit_offsets(
+                None, {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
+            )
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
 
     async def committed(self, partition: TopicPartition) -> int | None:
         client = self._running()
@@ -255,16 +234,16 @@ class AiokafkaConsumer:
             raise kerrors.IllegalOperationError("committed needs a consumer with a group_id")
         try:
             offset = await client.committed(_to_client_tp(partition))
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
         return None if offset is None else int(offset)
 
     async def position(self, partition: TopicPartition) -> int:
         client = self._running()
         try:
             return int(await client.position(_to_client_tp(partition)))
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         client = self._running()
@@ -273,8 +252,8 @@ class AiokafkaConsumer:
         (client_tp,) = self._assigned(client, (partition,))
         try:
             client.seek(client_tp, offset)
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
 
     async def _seek_to(self, method: str, partitions: tuple[TopicPartition, ...]) -> None:
         client = self._running()
@@ -285,8 +264,8 @@ class AiokafkaConsumer:
             # aiokafka returns False when the reset is still pending after
             # request_timeout_ms; the fetcher still applies it before fetching.
             await getattr(client, method)(*targets)
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         await self._seek_to("seek_to_beginning", partitions)
@@ -302,8 +281,8 @@ class AiokafkaConsumer:
             return {}
         try:
             offsets = await getattr(client, method)(_to_client_tps(partitions))
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
+        except CLIENT_ERRORS as exc:
+            raise translate(exc) from exc
         return {
             TopicPartition(tp.topic, tp.partition): int(offset) for tp, offset in offsets.items()
         }
@@ -345,6 +324,20 @@ class AiokafkaConsumer:
         client = self._running()
         client.resume(*self._assigned(client, partitions))
 
+    def connected(self) -> bool:
+        client = self._client
+        if client is None:
+            if self._stopped:
+                raise kerrors.ConsumerStoppedError("the consumer was stopped")
+            return True
+        # aiokafka has no public word for it: its client keeps one connection
+        # per node in use (the coordinator's at least, while in a group) and
+        # drops it when it breaks. None open means no broker is reachable.
+        connections = getattr(getattr(client, "_client", None), "_conns", None)
+        if connections is None:
+            return True
+        return any(connection.connected() for connection in list(connections.values()))
+
     def paused(self) -> frozenset[TopicPartition]:
         client = self._client
         if client is None:
@@ -352,135 +345,3 @@ class AiokafkaConsumer:
                 raise kerrors.ConsumerStoppedError("the consumer was stopped")
             return frozenset()
         return _from_client_tps(client.paused())
-
-
-class _Delivery:
-    """Awaitable result of ``send``: aiokafka's future, resolved to kstreams metadata."""
-
-    __slots__ = ("_future", "_partition", "_timestamp_ms", "_topic")
-
-    def __init__(self, future: Any, topic: str, partition: int, timestamp_ms: int) -> None:
-        self._future = future
-        self._topic = topic
-        self._partition = partition
-        self._timestamp_ms = timestamp_ms
-
-    def __await__(self) -> Generator[Any, None, RecordMetadata]:
-        try:
-            metadata = yield from self._future.__await__()
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
-        if metadata is None:
-            # acks=0: the broker answers nothing, so no offset is known; like the
-            # Java client, report offset -1 (and partition -1 if the partitioner chose).
-            return RecordMetadata(self._topic, self._partition, -1, self._timestamp_ms, CREATE_TIME)
-        timestamp = metadata.timestamp
-        return RecordMetadata(
-            metadata.topic,
-            metadata.partition,
-            metadata.offset,
-            -1 if timestamp is None else timestamp,
-            metadata.timestamp_type,
-        )
-
-
-class AiokafkaProducer:
-    def __init__(self, **aiokafka_producer_kwargs: Any) -> None:
-        check_options("AiokafkaProducer", aiokafka_producer_kwargs, PRODUCER_OPTIONS)
-        self._options = aiokafka_producer_kwargs
-        self._acks_zero = aiokafka_producer_kwargs.get("acks") == 0
-        self._client: Any = None
-        self._stopped = False
-
-    def _running(self) -> Any:
-        client = self._client
-        if client is None:
-            if self._stopped:
-                raise kerrors.ProducerClosedError("the producer was stopped")
-            raise kerrors.IllegalStateError("the producer is not started")
-        return client
-
-    async def start(self) -> None:
-        if self._stopped:
-            raise kerrors.ProducerClosedError("the producer was stopped")
-        if self._client is not None:
-            raise kerrors.IllegalStateError("the producer is already started")
-        client = aiokafka.AIOKafkaProducer(**self._options)
-        try:
-            await client.start()
-        except BaseException as exc:
-            self._stopped = True
-            await _close_shielded(client)
-            if isinstance(exc, _CLIENT_ERRORS):
-                raise _translate(exc) from exc
-            raise
-        self._client = client
-
-    async def stop(self) -> None:
-        client, self._client = self._client, None
-        self._stopped = True
-        if client is None:
-            return
-        try:
-            try:
-                await client.flush()
-            finally:
-                await _close_shielded(client)
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        *,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: Headers = (),
-    ) -> Awaitable[RecordMetadata]:
-        client = self._client
-        if client is None:
-            client = self._running()
-        if value is None and key is None:
-            raise kerrors.IllegalOperationError(
-                "aiokafka cannot send a record without key and value"
-            )
-        try:
-            if partition is not None and partition not in await client.partitions_for(topic):
-                # aiokafka would only assert.
-                raise kerrors.UnknownTopicOrPartitionError(f"{topic} has no partition {partition}")
-            future = await client.send(
-                topic,
-                value,
-                key,
-                partition=partition,
-                timestamp_ms=timestamp_ms,
-                # aiokafka's C record builder takes only a list.
-                headers=headers if type(headers) is list else list(headers),
-            )
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
-        if self._acks_zero and timestamp_ms is None:
-            timestamp_ms = int(time.time() * 1000)
-        return _Delivery(
-            future,
-            topic,
-            -1 if partition is None else partition,
-            -1 if timestamp_ms is None else timestamp_ms,
-        )
-
-    async def flush(self) -> None:
-        client = self._running()
-        try:
-            await client.flush()
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
-
-    async def partitions_for(self, topic: str) -> frozenset[int]:
-        client = self._running()
-        try:
-            partitions = await client.partitions_for(topic)
-        except _CLIENT_ERRORS as exc:
-            raise _translate(exc) from exc
-        return frozenset(partitions)

@@ -1,29 +1,12 @@
-"""Unit-test a service on the in-memory broker, whatever backend it was written for.
-
-::
-
-    async with TestStreamClient(engine, topics=["payments-out"]) as client:
-        await client.send("payments-in", value=b"42", key="user-1")
-        out = await client.get_event(topic_name="payments-out")
-        assert out.value == b"42"
-    # here every record sent was handled, and committed by auto-committing streams
-
-Entering the client moves the engine (and any stream with a backend of its
-own) onto a fresh :class:`~kstreams.backends.memory.MemoryCluster` and starts
-it; leaving it waits until the engine's running streams have handled every
-record of the topics they consume, stops the engine, and gives it back its
-own backend. Nothing connects to a broker. The cluster, and with it every
-topic, record and commit, belongs to the client: two clients share nothing.
-"""
+"""``TestStreamClient``: an engine on a client-owned in-memory cluster (see the package)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -35,8 +18,9 @@ from kstreams.ports import Backend
 from kstreams.producer import DEFAULT
 from kstreams.records import ConsumerRecord, TopicPartition
 from kstreams.streams import Stream
+from kstreams.test_utils.topics import TopicInfo, _entered, _Lag, _subscribes
 
-__all__ = ["RecordsNotHandledError", "TestStreamClient", "TopicInfo"]
+__all__ = ["RecordsNotHandledError", "TestStreamClient"]
 
 logger = logging.getLogger("kstreams.test_utils")
 
@@ -49,128 +33,6 @@ class RecordsNotHandledError(KStreamsError, AssertionError):
     """Leaving a ``TestStreamClient``, some records were still not handled in time."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Lag:
-    stream: str
-    group_id: str | None
-    tp: TopicPartition
-    done: int
-    end: int
-
-    def __str__(self) -> str:
-        group = f"group {self.group_id!r}" if self.group_id else "no group"
-        return (
-            f"stream {self.stream!r} ({group}): {self.tp.topic}[{self.tp.partition}] "
-            f"handled up to offset {self.done} of {self.end}"
-        )
-
-
-class TopicInfo:
-    """A live view of one topic of a client's cluster: its records and who consumed them.
-
-    Values are read when asked for, so one ``TopicInfo`` can be kept and
-    asked again after more records were sent or after the client exited.
-    """
-
-    def __init__(self, client: TestStreamClient, name: str) -> None:
-        self._client = client
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<TopicInfo {self.name!r}>"
-
-    def _tps(self) -> list[TopicPartition]:
-        cluster = self._client.cluster
-        return [TopicPartition(self.name, p) for p in sorted(cluster.partitions_for(self.name))]
-
-    @property
-    def partitions(self) -> int:
-        """How many partitions the topic has."""
-        return len(self._client.cluster.partitions_for(self.name))
-
-    @property
-    def end_offsets(self) -> dict[int, int]:
-        """Per partition, the offset the next record will get."""
-        cluster = self._client.cluster
-        return {tp.partition: cluster.end_offset(tp) for tp in self._tps()}
-
-    @property
-    def total_events(self) -> int:
-        """How many records were produced to the topic, on every partition."""
-        return sum(self.end_offsets.values())
-
-    def records(self) -> list[ConsumerRecord[bytes | None, bytes | None]]:
-        """Every record of the topic as stored (raw bytes), partition by partition."""
-        cluster = self._client.cluster
-        return [record for tp in self._tps() for record in cluster.records(tp)]
-
-    @property
-    def groups(self) -> frozenset[str]:
-        """The groups of the engine's streams that consume this topic."""
-        return frozenset(
-            stream.group_id
-            for stream in self._client.engine.streams
-            if stream.group_id is not None and _subscribes(stream, self.name)
-        )
-
-    def _group(self, group_id: str | None) -> str:
-        if group_id is not None:
-            return group_id
-        groups = self.groups
-        if len(groups) != 1:
-            found = ", ".join(sorted(groups)) or "none"
-            raise ValueError(
-                f"topic {self.name!r} is consumed by groups: {found}; pass group_id= to choose"
-            )
-        return next(iter(groups))
-
-    def committed(self, group_id: str | None = None) -> dict[int, int]:
-        """Per partition, the offset ``group_id`` committed (partitions without a commit left out).
-
-        Without ``group_id``, the one group of the engine's streams that
-        consumes the topic (``ValueError`` when there are none or several).
-        """
-        group = self._group(group_id)
-        cluster = self._client.cluster
-        offsets = {tp.partition: cluster.committed(group, tp) for tp in self._tps()}
-        return {partition: offset for partition, offset in offsets.items() if offset is not None}
-
-    def total_committed(self, group_id: str | None = None) -> int:
-        """How many of the topic's records ``group_id`` committed, on every partition."""
-        return sum(self.committed(group_id).values())
-
-    @property
-    def consumed(self) -> bool:
-        """Whether at least one group consumes the topic and every such group committed
-        every record. Auto-commit runs every ``auto_commit_interval_ms`` and on stop, so
-        inside the client's block this may lag; after the block it is final."""
-        groups = self.groups
-        if not groups:
-            return False
-        ends = self.end_offsets
-        return all(
-            self.committed(group).get(partition, 0) >= end
-            for group in groups
-            for partition, end in ends.items()
-        )
-
-    @property
-    def taken(self) -> int:
-        """How many records ``client.get_event`` took from this topic."""
-        return sum(self._client._cursor(self.name).values())
-
-    def is_empty(self) -> bool:
-        """Whether ``client.get_event`` has no record left to take from this topic."""
-        return self.taken >= self.total_events
-
-
-def _subscribes(stream: Stream, topic: str) -> bool:
-    if stream.subscribe_by_pattern:
-        # Consumers match a pattern at the start of the name, as aiokafka does.
-        return re.match(stream.topics[0], topic) is not None
-    return topic in stream.topics
-
-
 class TestStreamClient:
     """Run ``engine`` on a fresh in-memory cluster for the length of an ``async with`` block.
 
@@ -179,6 +41,15 @@ class TestStreamClient:
     other topic is created on first use with ``partitions`` partitions too.
     ``timeout_s`` bounds how long leaving the block waits for the streams to
     handle what was sent, and is the default wait of ``get_event``.
+
+    A stream whose handler raised and that stopped for it (``STOP``,
+    ``STOP_ENGINE``) fails the test: leaving the block raises that exception,
+    and a ``get_event`` waiting meanwhile raises it at once. (``RESTART``
+    keeps the stream going; its errors are logged, not raised.)
+
+    ``stream_engine=`` is kpn/kstreams' name for ``engine``;
+    ``monitoring_enabled`` is accepted for it too and changes nothing: a
+    ``PrometheusMonitor`` reads the engine only when scraped.
     """
 
     # Not a test class, whatever its name says.
@@ -186,16 +57,25 @@ class TestStreamClient:
 
     def __init__(
         self,
-        engine: StreamEngine,
+        engine: StreamEngine | None = None,
         *,
+        stream_engine: StreamEngine | None = None,
         topics: Iterable[str] = (),
         partitions: int = 1,
         timeout_s: float = 10.0,
+        monitoring_enabled: bool = True,
     ) -> None:
-        self.engine = engine
+        chosen = stream_engine if engine is None else engine
+        if chosen is None or (engine is not None and stream_engine is not None):
+            raise TypeError(
+                "TestStreamClient takes the engine once: TestStreamClient(engine) or "
+                "TestStreamClient(stream_engine=engine)"
+            )
+        self.engine = chosen
+        self.monitoring_enabled = monitoring_enabled
         #: The engine's own ``send`` and ``send_many``: the engine's producer and serializer.
-        self.send = engine.send
-        self.send_many = engine.send_many
+        self.send = chosen.send
+        self.send_many = chosen.send_many
         self.topics = list(topics)
         self.partitions = partitions
         self.timeout_s = timeout_s
@@ -244,6 +124,7 @@ class TestStreamClient:
             self._restore()
             raise
         self._active = True
+        _entered(self)
         return self
 
     async def __aexit__(
@@ -261,15 +142,40 @@ class TestStreamClient:
                 except RecordsNotHandledError as not_handled:
                     error = not_handled
         finally:
+            # Read before stopping: a stopped engine's streams are all not running.
+            failed = self._failures()
             try:
                 await self.engine.stop()
             finally:
                 await self._close_readers()
                 self._restore()
                 self._active = False
+        if exc is not None:
+            # The block's own exception goes on; say what failed meanwhile.
+            for name, failure in failed:
+                if failure is not exc:
+                    exc.add_note(f"meanwhile stream {name!r} failed: {failure!r}")
+            return
+        self._raise_failure(failed)
         if error is not None:
             raise error
         self._check_committed(expected)
+
+    def _failures(self) -> list[tuple[str, BaseException]]:
+        """Per stream that an error stopped, its name and the error."""
+        return [
+            (s.name, s.error) for s in self.engine.streams if s.error is not None and not s.running
+        ]
+
+    @staticmethod
+    def _raise_failure(failed: list[tuple[str, BaseException]]) -> None:
+        """Raise the first failed stream's error, naming the others in notes."""
+        if not failed:
+            return
+        (_, error), *others = failed
+        for name, other in others:
+            error.add_note(f"stream {name!r} failed too: {other!r}")
+        raise error
 
     def _restore(self) -> None:
         if self._saved_backend is not None:
@@ -428,9 +334,25 @@ class TestStreamClient:
                     f"no record left on topic {topic_name!r} after {wait_s:.1f}s "
                     f"({taken} already taken by get_event)"
                 )
+            self._raise_failure(self._failures())
             reader = await self._reader(topic_name)
-            # Returns as soon as the topic has records the reader has not seen.
-            await reader.getmany(timeout_ms=max(1, int(remaining * 1000)))
+            await self._wait_for_records(reader, remaining)
+
+    async def _wait_for_records(self, reader: MemoryConsumer, timeout_s: float) -> None:
+        """Return when the topic has records ``reader`` has not seen, when one of the
+        engine's streams ends (it may have failed), or after ``timeout_s``."""
+        fetch = asyncio.ensure_future(reader.getmany(timeout_ms=max(1, int(timeout_s * 1000))))
+        # A stream's task ends when an error stops the stream: waiting on the
+        # tasks wakes get_event with the error instead of at its deadline.
+        running = [getattr(s, "_task", None) for s in self.engine.streams]
+        ends = {task for task in running if isinstance(task, asyncio.Task) and not task.done()}
+        try:
+            await asyncio.wait({fetch, *ends}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
 
     async def _deserialize(
         self, record: ConsumerRecord[bytes | None, bytes | None], deserializer: Any

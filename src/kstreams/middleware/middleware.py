@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kstreams.types import NextMiddlewareCall
 
 if TYPE_CHECKING:
     from kstreams.streams import Stream
-    from kstreams.types import Send
-
-#: What a middleware calls to hand a record (or a batch) on.
-NextMiddlewareCall = Callable[[Any], Awaitable[Any]]
+    from kstreams.types import Send, SendMany
 
 
 class BaseMiddleware:
@@ -24,11 +22,22 @@ class BaseMiddleware:
     """
 
     def __init__(
-        self, *, next_call: NextMiddlewareCall, send: Send, stream: Stream, **kwargs: Any
+        self,
+        *,
+        next_call: NextMiddlewareCall,
+        send: Send,
+        stream: Stream,
+        send_many: SendMany | None = None,
+        **kwargs: Any,
     ) -> None:
         self.next_call = next_call
         self.send = send
         self.stream = stream
+        engine = getattr(stream, "engine", None)
+        if send_many is None and engine is not None:
+            send_many = engine.send_many
+        #: The engine's ``send_many`` (None for a stream outside an engine).
+        self.send_many = send_many
 
     @classmethod
     def check_options(cls, **options: Any) -> None:
@@ -37,6 +46,51 @@ class BaseMiddleware:
 
     async def __call__(self, cr: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
+
+
+class MiddlewareProtocol(Protocol):
+    """What a middleware is: built once per stream start with the next callable of
+    the chain, the engine's ``send`` and ``send_many``, the stream, and its own
+    options; then awaited with each record (or batch). Whatever ``__call__``
+    returns goes back to the previous middleware, so end it with
+    ``return await self.next_call(cr)``. Subclass :class:`BaseMiddleware` to get
+    this constructor.
+    """
+
+    next_call: NextMiddlewareCall
+    send: Send
+    stream: Stream
+
+    def __init__(
+        self,
+        *,
+        next_call: NextMiddlewareCall,
+        send: Send,
+        stream: Stream,
+        send_many: SendMany,
+        **kwargs: Any,
+    ) -> None: ...
+
+    async def __call__(self, cr: Any) -> Any: ...
+
+
+class ExceptionMiddleware(BaseMiddleware):
+    """The outermost link of every chain: an exception no middleware caught
+    reaches the stream, which applies its ``error_policy`` (see
+    :class:`kstreams.StreamErrorPolicy`).
+
+    kstreams applies the policy in the stream itself, so every stream has this
+    behaviour without the class in its chain; adding it changes nothing but
+    the notes it puts on the exception (the stream and its topics), which
+    show in the traceback.
+    """
+
+    async def __call__(self, cr: Any) -> Any:
+        try:
+            return await self.next_call(cr)
+        except Exception as exc:
+            exc.add_note(f"stream {self.stream.name!r} consuming {self.stream.topics}")
+            raise
 
 
 class Middleware:
@@ -63,3 +117,12 @@ class Middleware:
 
     def __repr__(self) -> str:
         return f"Middleware({self.middleware.__name__}, **{self.kwargs!r})"
+
+
+__all__ = [
+    "BaseMiddleware",
+    "ExceptionMiddleware",
+    "Middleware",
+    "MiddlewareProtocol",
+    "NextMiddlewareCall",
+]

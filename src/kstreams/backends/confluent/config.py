@@ -1,32 +1,36 @@
 """aiokafka keyword arguments translated to librdkafka properties.
 
-Pure translation, used by :mod:`kstreams.backends.confluent`. Every setting
+Pure translation, used by :mod:`kstreams.backends.confluent`; TLS and SASL are in
+:mod:`.security`. Every setting
 whose librdkafka default differs from aiokafka's is passed explicitly, so a
 stream behaves the same on both backends. A keyword argument with no faithful
 librdkafka equivalent raises ``ConfigError`` naming it; nothing is dropped
-silently. confluent_kafka is imported only to probe for GSSAPI support.
+silently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
 import importlib.metadata
-import inspect
 import itertools
-import json
-import ssl
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kstreams.backends.confluent.security import (
+    no_equivalent,
+    oauth_callback,
+    security_properties,
+)
 from kstreams.exceptions import ConfigError
-from kstreams.options import check_consumer_options, check_producer_options
-
-BACKEND = "the confluent backend"
+from kstreams.options import (
+    PATTERN_METADATA_MAX_AGE_MS,
+    check_consumer_options,
+    check_producer_options,
+    heartbeat_interval_ms,
+    metadata_max_age_ms,
+)
 
 #: ``consume(num_messages=...)`` when ``max_poll_records`` is not given.
 DEFAULT_BATCH_SIZE = 500
@@ -38,11 +42,6 @@ FETCH_QUEUE_BACKOFF_MS = 10
 
 #: Topics aiokafka's ``exclude_internal_topics`` hides from pattern subscriptions.
 INTERNAL_TOPICS_BLACKLIST = "^__consumer_offsets$,^__transaction_state$"
-
-#: Lifetime given to librdkafka for an OAUTHBEARER token that is not a JWT:
-#: its real expiry is unknown, so it is fetched again well before any
-#: plausible one (librdkafka refreshes at 80% of it).
-OPAQUE_TOKEN_LIFETIME_S = 60.0
 
 #: Properties the adapter relies on: ``extra_config`` may not change them.
 _OWNED_CONSUMER_PROPERTIES = {
@@ -58,10 +57,6 @@ _ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 _PRODUCER_IDS = itertools.count(1)
 
 
-def no_equivalent(name: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"{name}={value!r} has no equivalent in {BACKEND}: {why}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class ConsumerConfig:
     """A consumer's librdkafka properties and the settings the adapter applies itself."""
@@ -75,6 +70,8 @@ class ConsumerConfig:
     auto_offset_reset: str
     max_poll_interval_s: float
     exclude_internal_topics: bool
+    #: ``topic.metadata.refresh.interval.ms`` of a pattern subscription.
+    pattern_metadata_max_age_ms: int = PATTERN_METADATA_MAX_AGE_MS
     token_provider: Any = None
 
     def client_properties(
@@ -84,6 +81,8 @@ class ConsumerConfig:
         properties = dict(self.properties)
         if pattern and self.exclude_internal_topics:
             properties["topic.blacklist"] = INTERNAL_TOPICS_BLACKLIST
+        if pattern:
+            properties["topic.metadata.refresh.interval.ms"] = self.pattern_metadata_max_age_ms
         if self.token_provider is not None and loop is not None:
             properties["oauth_cb"] = oauth_callback(
                 self.token_provider, loop, timeout_s=self.request_timeout_s
@@ -192,7 +191,7 @@ def consumer_config(
         "partition.assignment.strategy": _assignors(options.get("partition_assignment_strategy")),
         "max.poll.interval.ms": max_poll_interval_ms,
         "session.timeout.ms": session_timeout_ms,
-        "heartbeat.interval.ms": opt("heartbeat_interval_ms", 3000),
+        "heartbeat.interval.ms": heartbeat_interval_ms(options),
         "connections.max.idle.ms": options.get("connections_max_idle_ms", 540000) or 0,
         "isolation.level": isolation_level,
     }
@@ -206,7 +205,7 @@ def consumer_config(
         properties["group.instance.id"] = options["group_instance_id"]
     if options.get("client_rack") is not None:
         properties["client.rack"] = options["client_rack"]
-    security, token_provider = _security(options, extra)
+    security, token_provider = security_properties(options, extra)
     properties.update(security)
     # key/value deserializers and the commit options are applied by the core
     # (CORE_CONSUMER_OPTIONS); api_version and consumer_timeout_ms tune
@@ -220,6 +219,7 @@ def consumer_config(
         auto_offset_reset=reset,
         max_poll_interval_s=max_poll_interval_ms / 1000,
         exclude_internal_topics=bool(opt("exclude_internal_topics", True)),
+        pattern_metadata_max_age_ms=metadata_max_age_ms(options, pattern=True),
         token_provider=token_provider,
     )
 
@@ -283,7 +283,7 @@ def producer_config(
         custom_partitioner = partitioner
     else:
         raise ConfigError(f"partitioner must be callable, got {partitioner!r}")
-    security, token_provider = _security(options, extra)
+    security, token_provider = security_properties(options, extra)
     properties.update(security)
     return ProducerConfig(
         properties=properties,
@@ -372,133 +372,10 @@ def _acks(acks: Any, *, idempotent: bool) -> str:
     raise ConfigError(f"acks must be 0, 1, -1 or 'all', got {acks!r}")
 
 
-def _security(options: Mapping[str, Any], extra: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The security.* / ssl.* / sasl.* properties, and the OAUTHBEARER token provider."""
-    protocol = str(options.get("security_protocol", "PLAINTEXT")).upper()
-    properties: dict[str, Any] = {"security.protocol": protocol.lower()}
-    domain = options.get("sasl_kerberos_domain_name")
-    if domain is not None:
-        raise no_equivalent(
-            "sasl_kerberos_domain_name",
-            domain,
-            "librdkafka always uses the broker's hostname for Kerberos",
-        )
-    context = options.get("ssl_context")
-    if protocol.endswith("SSL") and context is not None:
-        properties.update(_ssl_properties(context, extra))
-    token_provider = None
-    if protocol.startswith("SASL"):
-        mechanism = str(options.get("sasl_mechanism", "PLAIN")).upper()
-        properties["sasl.mechanism"] = mechanism
-        if mechanism == "GSSAPI":
-            if not gssapi_available():
-                raise no_equivalent(
-                    "sasl_mechanism",
-                    "GSSAPI",
-                    "this confluent-kafka build has no GSSAPI (Kerberos) provider",
-                )
-            properties["sasl.kerberos.service.name"] = options.get(
-                "sasl_kerberos_service_name", "kafka"
-            )
-        elif mechanism == "OAUTHBEARER":
-            token_provider = options.get("sasl_oauth_token_provider")
-            if token_provider is None and "oauth_cb" not in extra:
-                raise ConfigError("sasl_mechanism='OAUTHBEARER' needs sasl_oauth_token_provider")
-        else:
-            for name, key in (
-                ("sasl_plain_username", "sasl.username"),
-                ("sasl_plain_password", "sasl.password"),
-            ):
-                if options.get(name) is not None:
-                    properties[key] = options[name]
-    return properties, token_provider
-
-
-def _ssl_properties(context: ssl.SSLContext, extra: Mapping[str, Any]) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "ssl.endpoint.identification.algorithm": "https" if context.check_hostname else "none",
-    }
-    if context.verify_mode == ssl.CERT_NONE:
-        properties["enable.ssl.certificate.verification"] = False
-        return properties
-    # An SSLContext lets the CA certificates be read back, but never the
-    # client certificate or key: mutual TLS needs ssl.certificate.location and
-    # ssl.key.location (or the .pem forms) in extra_config.
-    authorities = context.get_ca_certs(binary_form=True)
-    if authorities:
-        properties["ssl.ca.pem"] = "".join(ssl.DER_cert_to_PEM_cert(der) for der in authorities)
-    elif not any(key.startswith("ssl.ca.") for key in extra):
-        raise no_equivalent(
-            "ssl_context",
-            context,
-            "it holds no CA certificates that can be read back (loaded from a capath?); "
-            "pass ssl.ca.location in extra_config",
-        )
-    return properties
-
-
-@functools.cache
-def gssapi_available() -> bool:
-    """Whether the installed librdkafka was built with a GSSAPI (Kerberos) provider."""
-    import confluent_kafka
-
-    try:
-        confluent_kafka.Producer(
-            {"security.protocol": "sasl_plaintext", "sasl.mechanism": "GSSAPI"}
-        )
-    except confluent_kafka.KafkaException:
-        return False
-    return True
-
-
-def token_expiry(token: str, now: float) -> float:
-    """When ``token`` expires, in seconds since the epoch: a JWT's ``exp`` claim,
-    else ``now`` plus :data:`OPAQUE_TOKEN_LIFETIME_S`."""
-    parts = token.split(".")
-    if len(parts) == 3:
-        payload = parts[1] + "=" * (-len(parts[1]) % 4)
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(payload))
-        except ValueError:
-            claims = None
-        if isinstance(claims, dict) and isinstance(claims.get("exp"), (int, float)):
-            return float(claims["exp"])
-    return now + OPAQUE_TOKEN_LIFETIME_S
-
-
-def oauth_callback(
-    provider: Any, loop: asyncio.AbstractEventLoop, *, timeout_s: float
-) -> Callable[[str], tuple[str, float, str, dict[str, str]]]:
-    """An ``oauth_cb`` for confluent-kafka built from an aiokafka token provider.
-
-    librdkafka calls it on one of its own threads; the provider's ``token()``
-    coroutine runs on ``loop``, which must not be blocked meanwhile (build the
-    client off the loop).
-    """
-
-    def oauth_cb(_config: str) -> tuple[str, float, str, dict[str, str]]:
-        token = provider.token()
-        if inspect.isawaitable(token):
-            token = asyncio.run_coroutine_threadsafe(_awaited(token), loop).result(timeout_s)
-        if not isinstance(token, str):
-            raise TypeError(f"sasl_oauth_token_provider.token() returned {token!r}, not a str")
-        extensions = provider.extensions() if hasattr(provider, "extensions") else {}
-        return token, token_expiry(token, time.time()), "", dict(extensions or {})
-
-    return oauth_cb
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
 __all__ = [
     "ConsumerConfig",
     "ProducerConfig",
     "consumer_config",
-    "gssapi_available",
-    "oauth_callback",
     "producer_config",
     "subscription_pattern",
-    "token_expiry",
 ]

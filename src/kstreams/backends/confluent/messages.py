@@ -1,0 +1,116 @@
+"""librdkafka's structs to and from kstreams' value types, and its first metadata request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    TIMESTAMP_LOG_APPEND_TIME,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+)
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import TopicPartition as RdTopicPartition
+
+from kstreams.backends.connecting import (
+    RETRY_EVERY_S,
+    log_attempt,
+    servers_text,
+    start_timeout_s,
+    unreachable,
+)
+from kstreams.ports import RawRecord, RecordBatch
+from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, ConsumerRecord, TopicPartition
+
+
+def first_metadata(
+    client: Consumer | Producer, what: str, properties: Mapping[str, Any], request_timeout_s: float
+) -> Any:
+    """The cluster's metadata (a ``ClusterMetadata``), once a broker answers.
+
+    Tried as :mod:`kstreams.backends.connecting` says.
+    """
+    servers = servers_text(properties.get("bootstrap.servers"))
+    bound_s = start_timeout_s(request_timeout_s)
+    began = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        left = bound_s - (time.monotonic() - began)
+        try:
+            return client.list_topics(timeout=max(0.1, min(left, RETRY_EVERY_S)))
+        except KafkaException as exc:
+            cause: object = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else exc
+            waited = time.monotonic() - began
+            if waited >= bound_s:
+                raise unreachable(what, servers, waited, cause) from exc
+            log_attempt(what, servers, attempt, waited, cause)
+
+
+def rd(partition: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicPartition:
+    return RdTopicPartition(partition.topic, partition.partition, offset)
+
+
+def group_records(
+    messages: list[Message[Any, Any]], partitions: dict[tuple[Any, Any], TopicPartition]
+) -> tuple[RecordBatch, RdKafkaError | None]:
+    """The records of ``messages`` grouped by partition, and the first error among them.
+
+    The one per-record loop of the backend: per message only C getters and
+    the record's own constructor run; a run of messages of one partition (the
+    usual shape of a ``consume()`` result) costs one lookup, and
+    ``partitions`` caches the TopicPartitions across calls.
+    """
+    batch: RecordBatch = {}
+    error: RdKafkaError | None = None
+    # Untyped on purpose: librdkafka's getters are typed Optional, and a cast()
+    # per field would cost a call per field per record.
+    make: Callable[..., RawRecord] = ConsumerRecord
+    last: tuple[Any, Any] | None = None
+    topic = ""
+    number = -1
+    append: Any = None
+    for message in messages:
+        problem = message.error()
+        if problem is not None:
+            if error is None:
+                error = problem
+            continue
+        here = (message.topic(), message.partition())
+        if here != last:
+            last = here
+            partition = partitions.get(here)
+            if partition is None:
+                partition = partitions[here] = TopicPartition(
+                    cast(str, here[0]), cast(int, here[1])
+                )
+            topic, number = partition.topic, partition.partition
+            records = batch.get(partition)
+            if records is None:
+                records = batch[partition] = []
+            append = records.append
+        timestamp_type, timestamp = message.timestamp()
+        key, value, headers = message.key(), message.value(), message.headers()
+        append(
+            make(
+                topic,
+                number,
+                message.offset(),
+                timestamp if timestamp_type != TIMESTAMP_NOT_AVAILABLE else -1,
+                LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME,
+                key,
+                value,
+                None,
+                len(key) if key is not None else -1,
+                len(value) if value is not None else -1,
+                # Kafka allows null header values; they are kept as None.
+                tuple(headers) if headers else (),
+            )
+        )
+    return batch, error
