@@ -4,10 +4,12 @@
     python3 dev.py demo   # a producer and a stream on the in-memory broker
     python3 dev.py test   # lint, types, unit tier, integration tier (real broker)
     python3 dev.py bench  # the benchmarks (see benchmarks/README.md)
+    python3 dev.py docs   # build the documentation site into site/ (mkdocs --strict)
     python3 dev.py setup  # only create .venv
 
-Creates ``.venv`` and installs the package with its test extras the first
-time, and again whenever pyproject.toml changes.
+Creates ``.venv`` and installs the package the first time (``demo``: the
+library alone; the others: with its test extras), and again whenever
+pyproject.toml changes.
 """
 
 from __future__ import annotations
@@ -33,19 +35,27 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 
 def ensure_venv(extras: str) -> None:
+    """A ``.venv`` with the package and ``extras`` (comma-separated; "" for the library
+    alone), installed again only when pyproject.toml changed or an extra is missing."""
     stamp = VENV / ".kstreams-install"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    if stamp.exists() and stamp.read_text() == want:
-        return
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = {e for e in extras.split(",") if e}
+    if stamp.exists():
+        have_digest, _, have = stamp.read_text().partition(" ")
+        if have_digest == digest and wanted <= {e for e in have.split(",") if e}:
+            return
+        wanted |= {e for e in have.split(",") if e} if have_digest == digest else set()
     if not PY.exists():
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
-    stamp.write_text(want)
+    target = f".[{','.join(sorted(wanted))}]" if wanted else "."
+    run(PY, "-m", "pip", "install", "--quiet", "-e", target)
+    stamp.write_text(f"{digest} {','.join(sorted(wanted))}")
 
 
 def demo() -> None:
-    ensure_venv("test")
+    # The demo runs on the in-memory broker: the library alone, no test toolchain.
+    ensure_venv("")
     env = {**os.environ, "KSTREAMS_BACKEND": "memory"}
     run(PY, "examples/demo.py", env=env)
 
@@ -55,7 +65,12 @@ def test() -> None:
     run(BIN / "ruff", "check", "src", "tests", "examples", "benchmarks", "dev.py", "noxfile.py")
     run(BIN / "ruff", "format", "--check", "src", "tests", "examples", "benchmarks")
     run(BIN / "mypy", "--strict", "src")
-    run(PY, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
+    args = sys.argv[2:]
+    # Four workers on two cores: the broker tiers mostly wait (group joins,
+    # session timeouts), so the suite takes about a third of the serial time.
+    # Each worker starts its own brokers; -n 0 runs serially.
+    workers = [] if any(a.startswith(("-n", "--numprocesses")) for a in args) else ["-n", "4"]
+    run(PY, "-m", "pytest", "-p", "no:cacheprovider", *workers, *args)
 
 
 def bench() -> None:
@@ -63,11 +78,17 @@ def bench() -> None:
     run(PY, "benchmarks/run.py", *sys.argv[2:])
 
 
+def docs() -> None:
+    ensure_venv("test")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    run(BIN / "mkdocs", "build", "--strict", *sys.argv[2:], env=env)
+
+
 def setup() -> None:
     ensure_venv("test")
 
 
-COMMANDS = {"demo": demo, "test": test, "bench": bench, "setup": setup}
+COMMANDS = {"demo": demo, "test": test, "bench": bench, "docs": docs, "setup": setup}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

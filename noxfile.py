@@ -1,4 +1,5 @@
-"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``bench``."""
+"""nox sessions: ``nox -s unit``, ``integration``, ``lint``, ``typecheck``, ``docs``, ``bench``,
+``chaos``."""
 
 from __future__ import annotations
 
@@ -33,6 +34,19 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos tier at the issue's counts (minutes); writes tests/chaos/RESULTS.md."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "chaos", *session.posargs, env={"KSTREAMS_CHAOS": "full"})

@@ -405,6 +405,60 @@ def summary(report: dict[str, Any], h: str = "###") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+#: The rows of the README's headline tables.
+HEADLINE = {
+    "consume": [
+        "raw_aiokafka",
+        "ks_aiokafka",
+        "ks_aiokafka_batch",
+        "raw_confluent",
+        "ks_confluent",
+        "ks_confluent_batch",
+        "aio_consume",
+        "kpn_consume",
+        "faststream_consume",
+    ],
+    "produce": [
+        "raw_send_aiokafka",
+        "send_concurrent_aiokafka",
+        "send_many_aiokafka",
+        "raw_send_confluent",
+        "send_many_confluent",
+        "aio_send",
+        "kpn_send_many",
+    ],
+}
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The README's block: the machine, the verdicts, the main rows."""
+    verdicts = [target["verdict"] for target in report["targets"]]
+    missed = [t["target"] for t in report["targets"] if t["verdict"] == "MISS"]
+    load = report["load"]
+    lines = [
+        f"{report['date']}, {report['machine']['nproc']} CPUs, 1-minute load "
+        f"{load['before']:.2f} at the start{_during(load)}: "
+        f"**{verdicts.count('PASS')} targets PASS, {verdicts.count('MISS')} MISS**, "
+        f"{verdicts.count('n/a')} n/a"
+        + (f" (missed: {'; '.join(missed)})" if missed else "")
+        + ".",
+        "",
+    ]
+    for section, names in HEADLINE.items():
+        trimmed = {
+            **report,
+            "cases": {n: report["cases"][n] for n in names if n in report["cases"]},
+        }
+        rows = [row[:2] + row[3:4] + row[5:-1] for row in _rows(trimmed, section)]
+        header = _header(section)
+        if rows:
+            lines += [*_md_table(header[:2] + header[3:4] + header[5:-1], rows), ""]
+    conc_rows = _conc_rows(report)
+    if conc_rows:
+        lines += [*_md_table(CONC_HEADER, conc_rows), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def markdown(report: dict[str, Any]) -> str:
     p = report["params"]
     lines = [

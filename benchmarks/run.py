@@ -294,7 +294,7 @@ def main(argv: list[str]) -> int:
     report["peers"] = peers
     report["baseline"] = baseline
     (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    from report import markdown, summary, text_table
+    from report import headline, markdown, summary, text_table
 
     print()
     print(text_table(report))
@@ -302,8 +302,8 @@ def main(argv: list[str]) -> int:
         args.markdown.write_text(markdown(report))
         print(f"\nwrote {args.markdown}")
     if args.markdown == RESULTS_MD:
-        for page in SUMMARY_PAGES:
-            if splice(page, summary(report)):
+        for page, text in ((README_MD, headline(report)), (DOCS_MD, summary(report))):
+            if splice(page, text):
                 print(f"updated the results in {page.relative_to(ROOT)}")
     print(f"wrote {(RESULTS_DIR / 'latest.json').relative_to(ROOT)}; total {total_s:.0f} s")
     return 0
@@ -311,7 +311,7 @@ def main(argv: list[str]) -> int:
 
 BEGIN, END = "<!-- benchmark results: begin -->", "<!-- benchmark results: end -->"
 #: Pages whose results block a full default run rewrites.
-SUMMARY_PAGES = [ROOT / "README.md", ROOT / "docs" / "benchmarks.md"]
+README_MD, DOCS_MD = ROOT / "README.md", ROOT / "docs" / "benchmarks.md"
 
 
 def splice(page: Path, text: str) -> bool:

@@ -31,6 +31,7 @@ EXTERNAL = "external"
 # Which broker kind answers at which bootstrap address, for helpers that only
 # get the address (the integration tests pass ``kafka_bootstrap`` around).
 _kinds: dict[str, str] = {}
+_processes: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def broker_kinds() -> list[str]:
@@ -61,6 +62,37 @@ def group_timings(bootstrap: str) -> dict[str, Any]:
     if kind_of(bootstrap) == "tansu":
         return {"session_timeout_ms": 1500, "heartbeat_interval_ms": 300}
     return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
+
+
+def listening_addresses(bootstrap: str) -> set[tuple[str, int]]:
+    """The (address, port) of every TCP socket the embedded broker at ``bootstrap`` listens
+    on, read from /proc (Linux)."""
+    pid = _processes[bootstrap].pid
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                address, port = local.split(":")
+                found.add((_proc_address(address), int(port, 16)))
+    return found
+
+
+def _proc_address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    # /proc prints an IPv6 address as four little-endian 32-bit words.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
 
 
 def _binary(module: str, *parts: str) -> Path:
@@ -109,7 +141,12 @@ def _serving(
     kind: str, command: list[str], port: int, timeout_s: float, stop_grace_s: float
 ) -> Iterator[str]:
     """Run ``command`` until the broker answers on ``port``; yield ``host:port``; stop it."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # $KSTREAMS_TEST_BROKER_LOGS names a directory to keep each broker's output in.
+    logs = os.environ.get("KSTREAMS_TEST_BROKER_LOGS")
+    keep = open(Path(logs) / f"{kind}-{port}.log", "wb") if logs else None  # noqa: SIM115
+    with keep or contextlib.nullcontext():
+        output = subprocess.DEVNULL if keep is None else keep
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     bootstrap = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -120,9 +157,11 @@ def _serving(
                 raise RuntimeError(f"{kind} did not answer on port {port} within {timeout_s}s")
             time.sleep(0.02)
         _kinds[bootstrap] = kind
+        _processes[bootstrap] = proc
         yield bootstrap
     finally:
         _kinds.pop(bootstrap, None)
+        _processes.pop(bootstrap, None)
         if stop_grace_s > 0:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -189,6 +228,12 @@ def embedded_broker(kind: str) -> Iterator[str]:
     start = {"tansu": tansu_broker, "noida": noida_broker}[kind]
     with start() as bootstrap:
         yield bootstrap
+
+
+#: A create timestamp an hour old, with milliseconds, fixed for the run. A fixed
+#: date would age past the brokers' time retention (7 days by default), and
+#: noida-db deletes such a record within seconds of its append.
+PAST_TIMESTAMP_MS = (int(time.time()) - 3600) * 1000 + 123
 
 
 #: The partition count Tansu gives a topic it auto-creates. Kafka's default is 1

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -55,10 +58,37 @@ def item_backend(item: pytest.Item) -> str | None:
     return pair[0] if pair else None
 
 
+def _bounded(func: Callable[..., Awaitable[Any]], limit: float) -> Callable[..., Any]:
+    @functools.wraps(func)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        async with asyncio.timeout(limit):
+            return await func(*args, **kwargs)
+
+    return run
+
+
+def _bound_async_test(item: pytest.Item) -> None:
+    """Fail a hung async test by its own timeout, a little inside pytest-timeout's.
+
+    pytest-timeout's signal lands in whatever event-loop callback is running, and
+    asyncio catches and logs it there: the test would hang instead of failing.
+    """
+    if not isinstance(item, pytest.Function) or not inspect.iscoroutinefunction(item.obj):
+        return
+    marker = item.get_closest_marker("timeout")
+    limit = (
+        float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout"))
+    )
+    if limit > 0:
+        item.obj = _bounded(item.obj, max(limit - 5, limit * 0.75))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``broker_xfail(broker, ..., backend=None, reason=, raises=)`` becomes a strict xfail on
-    the runs of the test against those brokers (and that backend), and on no other run."""
+    the runs of the test against those brokers (and that backend), and on no other run.
+    Every async test gets an event-loop timeout (see ``_bound_async_test``)."""
     for item in items:
+        _bound_async_test(item)
         for mark in item.iter_markers("broker_xfail"):
             options = dict(mark.kwargs)
             backend = options.pop("backend", None)

@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 from kstreams import backends, exceptions
+from kstreams._version import __version__
 from kstreams.clients import ProducerSettings
 from kstreams.consumer import StreamConsumer
 from kstreams.dead_letter import DeadLetterMiddleware
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "__version__",
     "DEFAULT",
     "BaseMiddleware",
     "BatchEvent",

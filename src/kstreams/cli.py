@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import logging
 import os
 import signal
@@ -24,7 +25,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from kstreams._version import __version__
 from kstreams.engine import StreamEngine
+from kstreams.validation import plural
 
 logger = logging.getLogger("kstreams.cli")
 
@@ -36,7 +39,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _load_engine(target: str) -> StreamEngine:
-    """``pkg.module:attr`` (``attr`` defaults to ``engine``); a callable is called for it."""
+    """``pkg.module:attr`` (``attr`` defaults to ``engine``); a factory function is called
+    for it. Every way of getting it wrong is a ``ValueError`` saying what was found."""
     module_name, _, attr_path = target.partition(":")
     if not module_name:
         raise ValueError(f"expected 'module:engine', got {target!r}")
@@ -48,11 +52,33 @@ def _load_engine(target: str) -> StreamEngine:
         except AttributeError:
             missing = attr_path or "engine"
             raise ValueError(f"{module_name!r} has no attribute {missing!r}") from None
-    if not isinstance(found, StreamEngine) and callable(found):
-        found = found()
+    if callable(found) and not isinstance(found, type | StreamEngine):
+        try:
+            found = found()
+        except Exception as exc:
+            raise ValueError(
+                f"{target!r} is a function; calling it with no arguments to get the engine "
+                f"raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if inspect.isawaitable(found):
+            close = getattr(found, "close", None)
+            if callable(close):
+                close()  # never awaited: say so instead of warning about it
+            raise ValueError(f"{target!r} is an async function; it must return the engine")
     if not isinstance(found, StreamEngine):
-        raise ValueError(f"{target!r} is a {type(found).__name__}, not a StreamEngine")
+        raise ValueError(
+            f"{target!r} is {_describe(found)}, not a StreamEngine "
+            "(the result of kstreams.create_engine(), or a function returning one)"
+        )
     return found
+
+
+def _describe(found: Any) -> str:
+    if isinstance(found, type):
+        return f"the class {found.__name__}"
+    if inspect.ismodule(found):
+        return f"the module {found.__name__}"
+    return f"a {type(found).__name__}"
 
 
 def _describe_streams(engine: StreamEngine) -> None:
@@ -113,10 +139,10 @@ async def serve(engine: StreamEngine, *, graceful_timeout_s: float = 30.0) -> in
             logger.exception("engine %r failed to start", engine.title)
             return EXIT_FAILED
         logger.info(
-            "engine %r running on the %s backend with %d streams",
+            "engine %r running on the %s backend with %s",
             engine.title,
             engine.backend.name,
-            len(engine.streams),
+            plural(len(engine.streams), "stream"),
         )
         _describe_streams(engine)
         await stop_requested.wait()
@@ -139,6 +165,7 @@ async def serve(engine: StreamEngine, *, graceful_timeout_s: float = 30.0) -> in
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kstreams", description="Run kstreams services.")
+    parser.add_argument("--version", action="version", version=f"kstreams {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an engine until SIGINT/SIGTERM")
     run.add_argument("target", help="where the engine is: 'package.module:engine'")
@@ -176,4 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = _load_engine(args.target)
     except (ImportError, ValueError) as exc:
         parser.error(f"cannot load {args.target!r}: {exc}")
+    except Exception as exc:  # the module itself raised while importing
+        raised = f"{type(exc).__name__}: {exc}"
+        parser.error(f"cannot load {args.target!r}: importing it raised {raised}")
     return asyncio.run(serve(engine, graceful_timeout_s=args.graceful_timeout))

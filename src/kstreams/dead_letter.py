@@ -21,8 +21,10 @@ stream's error policy applies, with the record not committed. Either way
 nothing is lost.
 
 With ``get_many``, the whole batch is retried, then every record of it is
-dead-lettered. A record that cannot be deserialized never reaches the
-middlewares: the stream's error policy applies to it directly. If the
+dead-lettered. A record that cannot be deserialized (by the stream's
+deserializer, or into the handler's pydantic model) comes down the chain as
+a ``DeserializationError`` and is dead-lettered at once: it would fail the
+same way on every retry. If the
 stream is asked to stop during a back-off, the record is left unhandled
 and is read again by the next consumer.
 """
@@ -33,6 +35,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kstreams.exceptions import DeserializationError, InvalidArgumentError
 from kstreams.middleware import BaseMiddleware, NextMiddlewareCall
 from kstreams.records import ConsumerRecord
 from kstreams.types import BatchEvent
@@ -101,11 +104,13 @@ class DeadLetterMiddleware(BaseMiddleware):
     def check_options(cls, **options: Any) -> None:
         topic = options.get("topic")
         if not isinstance(topic, str) or not topic:
-            raise ValueError(f"DeadLetterMiddleware needs a topic name, got {topic!r}")
+            raise InvalidArgumentError(f"DeadLetterMiddleware needs a topic name, got {topic!r}")
         for name in ("retries", "backoff_ms", "max_backoff_ms"):
             value = options.get(name, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"DeadLetterMiddleware {name} must be an int >= 0, got {value!r}")
+                raise InvalidArgumentError(
+                    f"DeadLetterMiddleware {name} must be an int >= 0, got {value!r}"
+                )
 
     def backoff_s(self, retry: int) -> float:
         """How long to wait before retry number ``retry`` (counted from 0)."""
@@ -117,7 +122,8 @@ class DeadLetterMiddleware(BaseMiddleware):
             try:
                 return await self.next_call(cr)
             except Exception as exc:
-                if retry >= self.retries:
+                # A value that failed validation fails it again: no retry for it.
+                if retry >= self.retries or isinstance(exc, DeserializationError):
                     await self._dead_letter(cr, exc, attempts=retry + 1)
                     return None
                 delay = self.backoff_s(retry)

@@ -23,6 +23,7 @@ from kstreams.records import RecordMetadata, TopicPartitionOffset
 from kstreams.serializers import Deserializer, Serializer
 from kstreams.streams import Stream
 from kstreams.types import BatchEvent, GetMany, HeadersInput
+from kstreams.validation import check_engine_arguments, check_handler, check_stream_arguments
 
 logger = logging.getLogger("kstreams.engine")
 
@@ -122,6 +123,15 @@ class StreamEngine:
         partition or per key (``ordering``; see :mod:`kstreams.concurrency`).
         """
         # Check before the function is seen, so the error points at the decorator line.
+        check_stream_arguments(
+            topics,
+            error_policy,
+            deserializer,
+            middlewares=middlewares,
+            get_many=get_many,
+            rebalance_listener=rebalance_listener,
+            initial_offsets=initial_offsets,
+        )
         Stream._check_options(options)
         # What the backend cannot honour is reported now too, not at start
         # (when, with the broker down, a connection error would hide it).
@@ -131,6 +141,7 @@ class StreamEngine:
             check_backend(group_id=group_id, options=options)
 
         def decorator(func: Callable[..., Any]) -> Stream:
+            check_handler(func)
             stream = Stream(
                 topics,
                 func=func,
@@ -365,8 +376,10 @@ def create_engine(
     options = producer_settings.producer_options() if producer_settings else {}
     options.update(producer_options or {})
     check_producer_options(options)
+    resolved = resolve_backend(backend)
+    check_engine_arguments(resolved, serializer, deserializer)
     return StreamEngine(
-        backend=resolve_backend(backend),
+        backend=resolved,
         title=title,
         serializer=serializer,
         deserializer=deserializer,

@@ -7,11 +7,14 @@ these::
     KStreamsError
     ├── ConfigError                      a setting is wrong or has no equivalent
     │   ├── UnknownOptionError           (also TypeError) a misspelled kwarg
+    │   ├── InvalidArgumentError         (also TypeError, ValueError) a value of the
+    │   │                                wrong type, or outside what is accepted
     │   └── BackendNotAvailableError     (also LookupError) an extra is missing
     ├── StreamError                      a stream is misdeclared or misused
     │   ├── DuplicateStreamError         two streams with one name
     │   └── HandlerSignatureError        (also TypeError) an annotation kstreams cannot inject
     ├── EngineNotStartedError            send() before start() or after stop()
+    ├── SerializationError               (also TypeError) a value could not become bytes
     ├── DeserializationError             a record's bytes could not be decoded
     └── KafkaError                       the client or the broker said no
         ├── KafkaConnectionError         no broker reachable in time
@@ -51,6 +54,13 @@ class UnknownOptionError(ConfigError, TypeError):
     """A keyword argument that the consumer or producer does not accept."""
 
 
+class InvalidArgumentError(ConfigError, TypeError, ValueError):
+    """A parameter got a value of the wrong type, or one outside what it accepts.
+
+    The message names the parameter, shows the value, and says what is accepted.
+    """
+
+
 class BackendNotAvailableError(ConfigError, LookupError):
     """A backend was named whose client library is not installed."""
 
@@ -71,12 +81,26 @@ class EngineNotStartedError(KStreamsError):
     """The engine was asked to produce before ``start()`` or after ``stop()``."""
 
 
+class SerializationError(KStreamsError, TypeError):
+    """A value could not be turned into bytes: no serializer for its type, or the
+    serializer failed (then the cause is chained)."""
+
+
 class DeserializationError(KStreamsError):
     """A record could not be deserialized; the stream's error policy applies."""
 
 
 class KafkaError(KStreamsError):
     """An error reported by the Kafka client or the broker."""
+
+    def __init__(self, *args: object) -> None:
+        # Clients put their own class name in front of the message ("KafkaConnectionError:
+        # Unable to bootstrap"); under the same name here it would be printed twice.
+        if args and isinstance(args[0], str):
+            prefix = f"{type(self).__name__}: "
+            if args[0].startswith(prefix):
+                args = (args[0][len(prefix) :], *args[1:])
+        super().__init__(*args)
 
 
 class KafkaConnectionError(KafkaError):
@@ -149,6 +173,7 @@ __all__ = [
     "HandlerSignatureError",
     "IllegalOperationError",
     "IllegalStateError",
+    "InvalidArgumentError",
     "KStreamsError",
     "KafkaConnectionError",
     "KafkaError",
@@ -158,6 +183,7 @@ __all__ = [
     "ProducerClosedError",
     "ProducerFencedError",
     "RecordTooLargeError",
+    "SerializationError",
     "StreamError",
     "UnknownOptionError",
     "UnknownTopicOrPartitionError",

@@ -53,8 +53,14 @@ class Deserialization:
                     value=value_of(out.value) if value_of else out.value,
                 )
             if self.deserializer is not None:
+                if out is record:
+                    # A deserializer may assign cr.value (kpn's do): never on the record
+                    # in hand, which the dead-letter middleware sends as consumed.
+                    out = dataclasses.replace(record)
                 out = await self.deserializer.deserialize(out)
             return out
+        except DeserializationError:
+            raise  # it names the record already
         except Exception as exc:
             raise DeserializationError(
                 f"record {record.topic}[{record.partition}]@{record.offset} could not be "

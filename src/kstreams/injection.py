@@ -11,6 +11,7 @@ from typing import Any
 
 from kstreams.exceptions import HandlerSignatureError, StreamError
 from kstreams.records import ConsumerRecord
+from kstreams.value_types import record_models, validating
 
 
 class HandlerKind(enum.Enum):
@@ -24,6 +25,9 @@ class HandlerSpec:
     kind: HandlerKind
     params: tuple[str, ...]  # per positional parameter: "record", "records", "stream" or "send"
     is_generator: bool
+    #: pydantic models the record's key and value are validated into (see kstreams.value_types).
+    key_model: Any = None
+    value_model: Any = None
 
 
 _NAMES = {
@@ -96,10 +100,14 @@ def inspect_handler(func: Callable[..., Any]) -> HandlerSpec:
             )
     if "record" in kinds and "records" in kinds:
         raise HandlerSignatureError(f"{name} asks for a record and a batch; choose one")
+    models: tuple[Any, Any] = (None, None)
+    for param, kind in zip(params, kinds, strict=True):
+        if kind in ("record", "records"):
+            models = record_models(hints.get(param.name, param.annotation))
     if "records" in kinds:
-        return HandlerSpec(HandlerKind.BATCH, tuple(k for k in kinds if k), is_generator)
+        return HandlerSpec(HandlerKind.BATCH, tuple(k for k in kinds if k), is_generator, *models)
     if "record" in kinds:
-        return HandlerSpec(HandlerKind.RECORD, tuple(k for k in kinds if k), is_generator)
+        return HandlerSpec(HandlerKind.RECORD, tuple(k for k in kinds if k), is_generator, *models)
     raise HandlerSignatureError(
         f"{name} takes no ConsumerRecord: annotate one parameter with ConsumerRecord "
         "(or list[ConsumerRecord]), or take only the stream"
@@ -110,6 +118,15 @@ def bind(
     spec: HandlerSpec, func: Callable[..., Any], *, stream: Any, send: Any
 ) -> Callable[[Any], Awaitable[Any]]:
     """A one-argument callable passing the record (or batch) and what else ``func`` wants."""
+    call = _bind(spec, func, stream=stream, send=send)
+    if spec.key_model is None and spec.value_model is None:
+        return call
+    return validating(call, spec.key_model, spec.value_model, batch=spec.kind is HandlerKind.BATCH)
+
+
+def _bind(
+    spec: HandlerSpec, func: Callable[..., Any], *, stream: Any, send: Any
+) -> Callable[[Any], Awaitable[Any]]:
     params = spec.params
     if params in (("record",), ("records",)):
         return func

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kstreams.exceptions import ConfigError, UnknownOptionError
+from kstreams.validation import check_option_values, invalid
 
 #: AIOKafkaConsumer keyword arguments (aiokafka 0.14), ``loop`` excluded.
 CONSUMER_OPTIONS = frozenset(
@@ -116,22 +117,12 @@ def check_options(kind: str, given: Iterable[str], known: Iterable[str]) -> None
 
 
 def check_consumer_options(options: Mapping[str, Any]) -> None:
-    """Validate AIOKafkaConsumer keyword arguments by name and, where cheap, by value."""
+    """Validate AIOKafkaConsumer keyword arguments by name, then by type and value."""
     check_options("stream", options, CONSUMER_OPTIONS)
     reset = options.get("auto_offset_reset", "latest")
     if reset not in AUTO_OFFSET_RESET_VALUES:
-        raise UnknownOptionError(
-            f"auto_offset_reset must be one of {AUTO_OFFSET_RESET_VALUES}, got {reset!r}"
-        )
-    for name in (
-        "auto_commit_interval_ms",
-        "max_poll_records",
-        "session_timeout_ms",
-        "heartbeat_interval_ms",
-    ):
-        value = options.get(name)
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            raise UnknownOptionError(f"{name} must be a positive int, got {value!r}")
+        raise invalid("auto_offset_reset", reset, f"one of {AUTO_OFFSET_RESET_VALUES}")
+    check_option_values(options)
     session = options.get("session_timeout_ms")
     heartbeat = options.get("heartbeat_interval_ms")
     if heartbeat is not None and heartbeat >= (session or DEFAULT_SESSION_TIMEOUT_MS):
@@ -160,6 +151,7 @@ def heartbeat_interval_ms(options: Mapping[str, Any]) -> int:
 
 def check_producer_options(options: Mapping[str, Any]) -> None:
     check_options("producer", options, PRODUCER_OPTIONS)
+    check_option_values(options)
 
 
 def metadata_max_age_ms(options: Mapping[str, Any], *, pattern: bool) -> int:

@@ -50,9 +50,10 @@ Errors
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kstreams.exceptions import KafkaError
 from kstreams.records import ConsumerRecord, Headers, RecordMetadata, TopicPartition
 
 #: What a consumer port hands the core: raw bytes, deserialized later.
@@ -94,8 +95,10 @@ class ConsumerPort(Protocol):
     async def start(self) -> None:
         """Connect and join the group.
 
-        Raises ``KafkaConnectionError`` when no broker answers within the
-        client's ``request_timeout_ms``, instead of waiting forever.
+        Raises ``KafkaConnectionError`` naming the bootstrap servers when no
+        broker answered within 5 s (``request_timeout_ms`` if shorter),
+        retrying every second meanwhile and logging each try at WARNING
+        (:mod:`kstreams.backends.connecting`), instead of waiting forever.
         """
         ...
 
@@ -199,7 +202,8 @@ class ProducerPort(Protocol):
     """A producer. ``start`` before use; ``stop`` flushes, then closes."""
 
     async def start(self) -> None:
-        """Connect. Raises ``KafkaConnectionError`` when no broker answers in time."""
+        """Connect. Raises ``KafkaConnectionError`` when no broker answers in time
+        (as ``ConsumerPort.start`` says)."""
         ...
 
     async def stop(self) -> None:
@@ -231,6 +235,37 @@ class ProducerPort(Protocol):
 
     async def partitions_for(self, topic: str) -> frozenset[int]:
         """The partition numbers of ``topic``."""
+        ...
+
+
+#: What ``BatchSendPort.send_batch`` resolves to: per record, in order, where
+#: the broker stored it or why it failed.
+SendOutcomes = list[RecordMetadata | KafkaError]
+
+
+class BatchSendPort(Protocol):
+    """What a producer port may add to send many records with one completion.
+
+    Optional: ``Producer.send_many`` uses it when the port has it, and calls
+    ``send`` per record otherwise.
+    """
+
+    async def send_batch(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Awaitable[SendOutcomes]:
+        """Enqueue ``(value, key, headers)`` records in order, as ``send`` would each.
+
+        The awaitable resolves once every record is acknowledged or failed,
+        with one outcome per record. A record that cannot be enqueued fails,
+        with the same error, together with every record after it (they are
+        not sent); the ones before it are still delivered. Raises only when
+        nothing was enqueued (e.g. ``ProducerClosedError``).
+        """
         ...
 
 
@@ -277,24 +312,29 @@ class GroupMetadata:
     generation_id: int
     member_id: str
     group_instance_id: str | None = None
+    #: The client's own metadata object, for an adapter whose client needs it back
+    #: (confluent-kafka's is opaque); the core never looks at it.
+    client_metadata: Any = field(default=None, compare=False, repr=False)
 
 
 class TransactionalConsumerPort(ConsumerPort, Protocol):
-    """A consumer whose position can be committed by a producer's transaction."""
+    """A consumer whose position can be committed by a producer's transaction.
+
+    Isolation (the ``isolation_level`` option): with ``"read_committed"``,
+    ``getmany`` returns only records of committed transactions (and records
+    written outside any), and never reads past the *last stable offset*, the
+    first offset of the oldest transaction still open on the partition;
+    ``end_offsets``, ``seek_to_end`` and ``auto_offset_reset="latest"`` then
+    mean the last stable offset too, while ``highwater`` stays the high
+    watermark. Commit and abort markers take an offset each (the end offset
+    counts them) and are never returned. The default, ``"read_uncommitted"``,
+    returns aborted records too, up to the high watermark.
+    """
 
     def group_metadata(self) -> GroupMetadata:
         """The member's group, generation and member id, as of the last rebalance it served.
 
-        Raises ``IllegalOperationError`` without a group. Consumed with
-        ``isolation_level="read_committed"``, ``getmany`` returns only records
-        of committed transactions (and records written outside any), and never
-        reads past the *last stable offset*: the first offset of the oldest
-        transaction still open on the partition. ``end_offsets``,
-        ``seek_to_end`` and ``auto_offset_reset="latest"`` then mean the last
-        stable offset too; ``highwater`` stays the high watermark. Commit and
-        abort markers take an offset each (so the end offset counts them) and
-        are never returned. The default, ``"read_uncommitted"``, returns
-        aborted records too, up to the high watermark.
+        Raises ``IllegalOperationError`` without a group.
         """
         ...
 

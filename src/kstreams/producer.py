@@ -12,10 +12,15 @@ hands them to the client, so nothing is serialized twice.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from kstreams.exceptions import ConfigError, EngineNotStartedError, ProducerClosedError
-from kstreams.ports import Backend, ProducerPort
+from kstreams.exceptions import (
+    ConfigError,
+    EngineNotStartedError,
+    ProducerClosedError,
+    SerializationError,
+)
+from kstreams.ports import Backend, BatchSendPort, ProducerPort
 from kstreams.records import RecordMetadata
 from kstreams.serializers import Serializer
 from kstreams.types import BatchEvent, HeadersInput, encode_headers
@@ -30,6 +35,11 @@ class _UseDefault:
 #: ``serializer=None`` sends the value as raw bytes.
 DEFAULT: Any = _UseDefault()
 
+
+def _has_send_batch(port: object) -> bool:
+    return callable(getattr(port, "send_batch", None))
+
+
 #: The producer options the core applies instead of the client.
 CORE_PRODUCER_OPTIONS = frozenset({"key_serializer", "value_serializer"})
 
@@ -41,9 +51,13 @@ def _raw(value: Any, what: str) -> bytes | None:
         return value.encode()
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
-    raise TypeError(
+    dump_json = getattr(value, "model_dump_json", None)
+    if callable(dump_json):  # a pydantic model: its own JSON, no serializer needed
+        return str(dump_json()).encode()
+    raise SerializationError(
         f"{what} must be bytes, str or None without a serializer, got {type(value).__name__}; "
-        "pass serializer= to engine.send or create_engine"
+        "pass serializer= to engine.send or create_engine (kstreams.serializers.JsonSerializer "
+        "encodes dicts and lists)"
     )
 
 
@@ -94,6 +108,7 @@ class Producer:
 
     async def _encode(
         self,
+        topic: str,
         value: Any,
         key: Any,
         headers: HeadersInput | None,
@@ -106,9 +121,16 @@ class Producer:
                 pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
                 header_dict: dict[str, Any] = dict(pairs)
                 given = dict(header_dict)
-                value = await chosen.serialize(
-                    value, headers=header_dict, serializer_kwargs=serializer_kwargs
-                )
+                if getattr(chosen, "topic_aware", False):
+                    # Schema Registry serializers name their subject after the topic.
+                    serialize: Any = chosen.serialize
+                    value = await serialize(
+                        value, headers=header_dict, serializer_kwargs=serializer_kwargs, topic=topic
+                    )
+                else:
+                    value = await chosen.serialize(
+                        value, headers=header_dict, serializer_kwargs=serializer_kwargs
+                    )
                 if header_dict != given:
                     # The serializer added or changed headers (a content type, say).
                     headers = header_dict
@@ -132,7 +154,7 @@ class Producer:
         """Serialize and enqueue one record; await the result for the acknowledgement."""
         port = self._require_port()
         raw_value, raw_key, raw_headers = await self._encode(
-            value, key, headers, serializer, serializer_kwargs
+            topic, value, key, headers, serializer, serializer_kwargs
         )
         return await port.send(
             topic,
@@ -164,6 +186,17 @@ class Producer:
         batches the records. If one fails, the others are still waited for
         (so no outcome goes unobserved) and the first error is raised.
         """
+        port = self._require_port()
+        if _has_send_batch(port):
+            return await self._send_batch(
+                cast(BatchSendPort, port),
+                topic,
+                batch_events,
+                partition,
+                timestamp_ms,
+                serializer,
+                serializer_kwargs,
+            )
         deliveries: list[Awaitable[RecordMetadata]] = []
         try:
             for event in batch_events:
@@ -185,6 +218,46 @@ class Producer:
         results, error = await self._settle(deliveries)
         if error is not None:
             raise error
+        return results
+
+    async def _send_batch(
+        self,
+        port: BatchSendPort,
+        topic: str,
+        batch_events: Sequence[BatchEvent],
+        partition: int | None,
+        timestamp_ms: int | None,
+        serializer: Any,
+        serializer_kwargs: dict[str, Any] | None,
+    ) -> list[RecordMetadata]:
+        # One completion for the whole batch (one future, one loop wake-up),
+        # instead of one per record. The events serialized before one that
+        # fails to are still sent, as enqueue-per-record would.
+        encoded: list[tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]] = []
+        failure: Exception | None = None
+        encode = self._encode
+        for event in batch_events:
+            try:
+                value, key, headers = await encode(
+                    topic, event.value, event.key, event.headers, serializer, serializer_kwargs
+                )
+            except Exception as exc:
+                failure = exc
+                break
+            encoded.append((value, key, headers))
+        outcomes = await (
+            await port.send_batch(topic, encoded, partition=partition, timestamp_ms=timestamp_ms)
+        )
+        results: list[RecordMetadata] = []
+        last = self.last_offsets
+        for outcome in outcomes:
+            if isinstance(outcome, RecordMetadata):
+                last[(outcome.topic, outcome.partition)] = outcome.offset
+                results.append(outcome)
+            elif failure is None:
+                failure = outcome
+        if failure is not None:
+            raise failure
         return results
 
     async def _settle(

@@ -6,6 +6,7 @@ their client's structs, so the core and user code never see a client type.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -66,7 +67,7 @@ class ConsumerRecord(Generic[KT, VT]):
         return TopicPartition(self.topic, self.partition)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RecordMetadata:
     """Where the broker stored a produced record."""
 
@@ -76,9 +77,31 @@ class RecordMetadata:
     timestamp: int
     timestamp_type: int = CREATE_TIME
 
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: int,
+        timestamp_type: int = CREATE_TIME,
+    ) -> None:
+        # Built once per produced record: the generated frozen __init__ goes
+        # through object.__setattr__ per field, several times the cost of the
+        # slots' own setters.
+        set_topic, set_partition, set_offset, set_timestamp, set_type = _METADATA_SETTERS
+        set_topic(self, topic)
+        set_partition(self, partition)
+        set_offset(self, offset)
+        set_timestamp(self, timestamp)
+        set_type(self, timestamp_type)
+
     @property
     def topic_partition(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
 
+
+_METADATA_SETTERS = tuple(
+    RecordMetadata.__dict__[field.name].__set__ for field in dataclasses.fields(RecordMetadata)
+)
 
 AnyRecord = ConsumerRecord[Any, Any]

@@ -27,6 +27,7 @@ from kstreams.records import ConsumerRecord, TopicPartition, TopicPartitionOffse
 from kstreams.running import HandlerRunning, StreamListener
 from kstreams.serializers import Deserializer
 from kstreams.types import GetMany
+from kstreams.validation import check_enum, check_topics
 
 if TYPE_CHECKING:
     from kstreams.engine import StreamEngine
@@ -76,9 +77,7 @@ class Stream(HandlerRunning):
             group_id = options.pop("group_id", None)
         else:
             options.pop("group_id", None)
-        self.topics: list[str] = [topics] if isinstance(topics, str) else list(topics)
-        if not self.topics:
-            raise StreamError("a stream needs at least one topic")
+        self.topics: list[str] = check_topics(topics)
         self.subscribe_by_pattern = subscribe_by_pattern
         if subscribe_by_pattern:
             if len(self.topics) != 1:
@@ -104,7 +103,7 @@ class Stream(HandlerRunning):
                 f"stream {self.name!r}: middlewares wrap handlers that return; "
                 "a generator handler yields and has none to wrap"
             )
-        self.error_policy = StreamErrorPolicy(error_policy)
+        self.error_policy = check_enum("error_policy", error_policy, StreamErrorPolicy)
         self.concurrency, self.ordering = self._check_concurrency(concurrency, ordering)
         # get_many with a handler taking one ConsumerRecord: called once per record (kpn).
         if self.spec.kind is HandlerKind.BATCH and get_many is None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
+from kstreams.exceptions import InvalidArgumentError
 from kstreams.records import ConsumerRecord, RecordMetadata
 from kstreams.records import Headers as EncodedHeaders
 
@@ -81,9 +82,11 @@ class GetMany:
 
     def __post_init__(self) -> None:
         if self.max_records is not None and self.max_records <= 0:
-            raise ValueError(f"max_records must be positive, got {self.max_records}")
+            raise InvalidArgumentError(
+                f"GetMany max_records must be positive, got {self.max_records!r}"
+            )
         if self.timeout_ms < 0:
-            raise ValueError(f"timeout_ms must be >= 0, got {self.timeout_ms}")
+            raise InvalidArgumentError(f"GetMany timeout_ms must be >= 0, got {self.timeout_ms!r}")
 
 
 def encode_headers(headers: HeadersInput | None) -> tuple[tuple[str, bytes], ...]:

@@ -6,11 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+import pytest
+
 from kstreams import ConsumerRecord, TopicPartition
 from tests.conformance.conftest import Collector, Harness
 from tests.conformance.test_conformance import Assignments, until
 
 
+@pytest.mark.broker_xfail(
+    "noida",
+    raises=(TimeoutError, AssertionError),
+    reason="noida-db answers a commit made during a rebalance (the revoke callback's) with "
+    "ILLEGAL_GENERATION, and the group then does not settle",
+)
 async def test_key_ordered_concurrency_across_a_rebalance(harness: Harness, unique: str) -> None:
     """Two members with concurrency=8, ordering="key": while the second joins mid-stream, every
     record is handled exactly once, each key in offset order, and every partition ends committed
@@ -55,7 +63,7 @@ async def test_key_ordered_concurrency_across_a_rebalance(harness: Harness, uniq
         a, b = listeners[0].current, listeners[1].current
         return bool(a and b) and len(a | b) == 3
 
-    await until(split, listeners, 30)
+    await until(split, listeners, 20)
     await seen.wait_for(total, within=30)
     for engine in engines:
         await engine.stop()

@@ -21,6 +21,7 @@ from kstreams.exceptions import (
     EngineNotStartedError,
     UnknownOptionError,
 )
+from tests.broker import PAST_TIMESTAMP_MS
 from tests.conformance.conftest import Collector, Harness
 
 
@@ -108,7 +109,7 @@ async def test_round_trip_of_key_value_headers_and_timestamp(
     await engine.start()
     headers = [("h", b"1"), ("h", b"\x00\xff"), ("other", b"")]
     metadata = await engine.send(
-        topic, value=b"\x00value\xff", key=b"key", headers=headers, timestamp_ms=1_700_000_000_123
+        topic, value=b"\x00value\xff", key=b"key", headers=headers, timestamp_ms=PAST_TIMESTAMP_MS
     )
     (record,) = await collector.wait_for(1)
     assert (record.topic, record.partition, record.offset) == (
@@ -119,7 +120,7 @@ async def test_round_trip_of_key_value_headers_and_timestamp(
     assert record.key == b"key"
     assert record.value == b"\x00value\xff"
     assert list(record.headers) == headers
-    assert record.timestamp == 1_700_000_000_123
+    assert record.timestamp == PAST_TIMESTAMP_MS
     assert record.timestamp_type == 0
     assert record.serialized_key_size == 3
     assert record.serialized_value_size == len(b"\x00value\xff")

@@ -15,7 +15,8 @@ from kstreams import exceptions as kerrors
 from kstreams.backends.aiokafka import AiokafkaConsumer, AiokafkaProducer
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, ConsumerRecord, RecordMetadata, TopicPartition
-from tests.broker import create_topic, free_port, group_timings
+from tests.broker import PAST_TIMESTAMP_MS, create_topic, free_port, group_timings
+from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -104,10 +105,10 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
     headers = [("trace", b"1"), ("other", b""), ("trace", b"2")]
     async with started(AiokafkaProducer(bootstrap_servers=kafka_bootstrap)) as producer:
         delivery = await producer.send(
-            topic, b"value", b"key", partition=2, timestamp_ms=1_700_000_000_123, headers=headers
+            topic, b"value", b"key", partition=2, timestamp_ms=PAST_TIMESTAMP_MS, headers=headers
         )
         metadata = await delivery
-    assert metadata == RecordMetadata(topic, 2, 0, 1_700_000_000_123, CREATE_TIME)
+    assert metadata == RecordMetadata(topic, 2, 0, PAST_TIMESTAMP_MS, CREATE_TIME)
 
     async with started(consumer(kafka_bootstrap, f"group-{unique}")) as port:
         port.subscribe([topic])  # allowed after start too; before start is the normal order
@@ -115,7 +116,7 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
     assert isinstance(record, ConsumerRecord)
     assert record.topic_partition == TopicPartition(topic, 2)
     assert (record.offset, record.key, record.value) == (0, b"key", b"value")
-    assert (record.timestamp, record.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+    assert (record.timestamp, record.timestamp_type) == (PAST_TIMESTAMP_MS, CREATE_TIME)
     assert record.headers == tuple(headers)
     assert (record.serialized_key_size, record.serialized_value_size) == (3, 5)
 
@@ -495,3 +496,59 @@ async def test_pattern_topic_created_after_start_is_consumed_within_seconds(
             later = await collect(port, 1)
         assert time.monotonic() - began < 8
     assert [r.topic for r in later] == [f"{prefix}-b"]
+
+
+async def test_start_with_no_broker_names_the_servers_within_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With nothing listening and default timeouts, start() retries for a few seconds, logging
+    each try at WARNING, then raises KafkaConnectionError naming the bootstrap servers."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    reader = AiokafkaConsumer(group_id="g", bootstrap_servers=nowhere)
+    reader.subscribe(["t"])
+    for port in (reader, AiokafkaProducer(bootstrap_servers=nowhere)):
+        began = time.monotonic()
+        with pytest.raises(kerrors.KafkaConnectionError, match=nowhere):
+            await port.start()
+        assert time.monotonic() - began < 7
+    retries = [r for r in caplog.records if "no broker reachable" in r.getMessage()]
+    assert retries
+    assert all(r.levelname == "WARNING" and nowhere in r.getMessage() for r in retries)
+
+
+async def fetch_until(
+    port: AiokafkaConsumer, condition: Callable[[], bool], within_s: float
+) -> None:
+    """getmany until ``condition``; bounded by ``within_s``."""
+    with anyio.fail_after(within_s):
+        while not condition():
+            await port.getmany(timeout_ms=100)
+
+
+async def test_connected_follows_the_broker_going_and_coming_back(unique: str) -> None:
+    """connected() turns False within seconds of the broker dying and True once it is back."""
+    topic = f"up-{unique}"
+    with private_broker() as broker:
+        await produce(broker.bootstrap, topic, 1)
+        port = consumer(broker.bootstrap, f"group-{unique}")
+        port.subscribe([topic])
+        async with started(port):
+            await collect(port, 1)
+            assert port.connected()
+            broker.kill()
+            await fetch_until(port, lambda: not port.connected(), 20)
+            broker.start()
+            await fetch_until(port, port.connected, 20)
+
+
+async def test_send_with_the_broker_gone_fails_as_a_connection_error(unique: str) -> None:
+    """A send whose broker died fails with KafkaConnectionError (aiokafka's NodeNotReadyError)."""
+    topic = f"gone-{unique}"
+    with private_broker() as broker:
+        async with started(
+            AiokafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=3000)
+        ) as producer:
+            await (await producer.send(topic, b"first", partition=0))
+            broker.kill()
+            with pytest.raises(kerrors.KafkaConnectionError), anyio.fail_after(15):
+                await (await producer.send(topic, b"late", partition=0))

@@ -8,10 +8,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
+from kstreams import BatchEvent, create_engine
+from kstreams.backends import Confluent
 from kstreams.backends.confluent import ConfluentConsumer, ConfluentProducer
 from kstreams.backends.confluent import consumer as loop_side
 from kstreams.backends.confluent import consumer_thread as thread_side
@@ -26,7 +29,7 @@ from kstreams.exceptions import (
 )
 from kstreams.ports import RawRecord
 from kstreams.records import CREATE_TIME, TopicPartition
-from tests.broker import create_topic, free_port, group_timings
+from tests.broker import PAST_TIMESTAMP_MS, create_topic, free_port, group_timings
 from tests.integration.private_broker import private_broker
 
 pytestmark = pytest.mark.integration
@@ -115,11 +118,11 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
     await create_topic(kafka_bootstrap, topic)
     headers = [("trace", b"1"), ("trace", b"2"), ("kind", b"")]
     delivered = await producer.send(
-        topic, b"value", key=b"key", partition=1, timestamp_ms=1_700_000_000_123, headers=headers
+        topic, b"value", key=b"key", partition=1, timestamp_ms=PAST_TIMESTAMP_MS, headers=headers
     )
     metadata = await delivered
     assert (metadata.topic, metadata.partition, metadata.offset) == (topic, 1, 0)
-    assert (metadata.timestamp, metadata.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+    assert (metadata.timestamp, metadata.timestamp_type) == (PAST_TIMESTAMP_MS, CREATE_TIME)
     reader = consumer(kafka_bootstrap, f"g-{unique}")
     reader.subscribe([topic])
     await reader.start()
@@ -131,7 +134,7 @@ async def test_round_trip_keeps_key_value_headers_and_timestamp(
             b"value",
             tuple(headers),
         )
-        assert (record.timestamp, record.timestamp_type) == (1_700_000_000_123, CREATE_TIME)
+        assert (record.timestamp, record.timestamp_type) == (PAST_TIMESTAMP_MS, CREATE_TIME)
         assert (record.serialized_key_size, record.serialized_value_size) == (3, 5)
         assert reader.highwater(TopicPartition(topic, 1)) == 1
     finally:
@@ -851,3 +854,56 @@ async def test_send_with_the_broker_gone_fails_as_a_connection_error(unique: str
             assert time.monotonic() - began < 10
         finally:
             await writer.stop()
+
+
+async def test_send_many_is_one_batch_delivering_what_came_before_a_failure(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """engine.send_many on confluent resolves every record in order through one batch; a record
+    too large to enqueue raises, after the records before it were delivered."""
+    topic = f"batch-{unique}"
+    engine = create_engine(
+        backend=Confluent(bootstrap_servers=kafka_bootstrap),
+        producer_options={"max_request_size": 1000},
+    )
+    await engine.start()
+    try:
+        metadata = await engine.send_many(
+            topic, [BatchEvent(value=f"v{n}".encode()) for n in range(50)], partition=0
+        )
+        assert [m.offset for m in metadata] == list(range(50))
+        events = [BatchEvent(value=b"ok-0"), BatchEvent(value=b"x" * 5000), BatchEvent(value=b"no")]
+        with pytest.raises(RecordTooLargeError):
+            await engine.send_many(topic, events, partition=0)
+    finally:
+        await engine.stop()
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        values = [r.value for r in await drain(reader, 51)]
+        assert await reader.getmany(timeout_ms=500) == {}
+    finally:
+        await reader.stop()
+    assert values[-1] == b"ok-0"
+    assert b"no" not in values
+
+
+async def test_send_many_larger_than_the_client_queue_waits_for_room(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """A batch larger than librdkafka's local queue is enqueued as deliveries make room."""
+    topic = f"room-{unique}"
+    engine = create_engine(
+        backend=Confluent(
+            bootstrap_servers=kafka_bootstrap, extra_config={"queue.buffering.max.messages": 10}
+        )
+    )
+    await engine.start()
+    try:
+        events = [BatchEvent(value=f"v{n}".encode()) for n in range(300)]
+        with anyio.fail_after(20):
+            metadata = await engine.send_many(topic, events, partition=0)
+    finally:
+        await engine.stop()
+    assert [m.offset for m in metadata] == list(range(300))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.metadata
 import json
 import ssl
 import time
@@ -79,7 +78,7 @@ def custom_partitioner(key: bytes | None, every: list[int], available: list[int]
     return every[-1]
 
 
-AIOKAFKA_CLIENT_ID = f"aiokafka-{importlib.metadata.version('aiokafka')}"
+KSTREAMS_CLIENT_ID = "kstreams-consumer"
 
 
 @dataclass
@@ -125,7 +124,7 @@ CONSUMER_CASES = [
         "bootstrap_servers", {}, {"bootstrap.servers": "localhost"}, id="bootstrap_servers-default"
     ),
     Case("client_id", {"client_id": "me"}, {"client.id": "me"}),
-    Case("client_id", {}, {"client.id": AIOKAFKA_CLIENT_ID}, id="client_id-default"),
+    Case("client_id", {}, {"client.id": KSTREAMS_CLIENT_ID}, id="client_id-default"),
     Case("group_id", {}, {"group.id": "group"}, check=lambda c: c.group_id == "group"),
     Case(
         "group_id",
@@ -161,7 +160,13 @@ CONSUMER_CASES = [
     Case(
         "max_partition_fetch_bytes",
         {"max_partition_fetch_bytes": 4096},
-        {"max.partition.fetch.bytes": 4096},
+        {"max.partition.fetch.bytes": 4096, "queued.max.messages.kbytes": 1024},
+    ),
+    Case(
+        "max_partition_fetch_bytes",
+        {"max_partition_fetch_bytes": 10 * 1048576 + 1},
+        {"queued.max.messages.kbytes": 10 * 1024 + 1},
+        id="max_partition_fetch_bytes-bounds-the-prefetch-queue",
     ),
     Case(
         "request_timeout_ms",
@@ -405,7 +410,7 @@ PRODUCER_CASES = [
     Case(
         "client_id",
         {},
-        check=lambda c: c.properties["client.id"].startswith("aiokafka-producer-"),
+        check=lambda c: c.properties["client.id"].startswith("kstreams-producer-"),
         id="client_id-default",
     ),
     Case(

@@ -8,6 +8,7 @@ from kstreams.exceptions import (
     ConfigError,
     DuplicateStreamError,
     HandlerSignatureError,
+    InvalidArgumentError,
     StreamError,
     UnknownOptionError,
 )
@@ -76,9 +77,9 @@ def test_misspelled_consumer_kwarg_fails_at_decoration() -> None:
 def test_bad_option_values_fail_at_decoration() -> None:
     """auto_offset_reset and interval values are checked before anything connects."""
     engine = create_engine(backend="memory")
-    with pytest.raises(UnknownOptionError, match="auto_offset_reset"):
+    with pytest.raises(InvalidArgumentError, match="auto_offset_reset"):
         engine.stream("t", auto_offset_reset="smallest")
-    with pytest.raises(UnknownOptionError, match="auto_commit_interval_ms"):
+    with pytest.raises(InvalidArgumentError, match="auto_commit_interval_ms"):
         engine.stream("t", auto_commit_interval_ms=0)
 
 

@@ -31,6 +31,7 @@ def test_all_is_pinned() -> None:
             "TestStreamClient",
             "TopicPartition",
             "TopicPartitionOffset",
+            "__version__",
             "backends",
             "create_engine",
             "exceptions",

@@ -6,10 +6,13 @@ import dataclasses
 import pickle
 from typing import Any
 
+import anyio
 import pytest
 
-from kstreams import ConsumerRecord
-from kstreams.records import CREATE_TIME, TopicPartition
+from kstreams import ConsumerRecord, create_engine
+from kstreams.backends import Memory
+from kstreams.backends.memory import MemoryCluster
+from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, RecordMetadata, TopicPartition
 
 
 def record(**changes: Any) -> ConsumerRecord[bytes | None, bytes | None]:
@@ -93,3 +96,35 @@ def test_topic_partition_and_pickling() -> None:
     cr = record()
     assert cr.topic_partition == TopicPartition("t", 1)
     assert pickle.loads(pickle.dumps(cr)) == cr
+
+
+def test_record_metadata_stays_a_frozen_hashable_value() -> None:
+    """RecordMetadata compares and hashes by value, defaults to CREATE_TIME, and is read-only."""
+    metadata = RecordMetadata("t", 1, 5, 1_700_000_000_000)
+    assert metadata == RecordMetadata("t", 1, 5, 1_700_000_000_000, CREATE_TIME)
+    assert hash(metadata) == hash(RecordMetadata("t", 1, 5, 1_700_000_000_000))
+    assert RecordMetadata("t", 1, 5, 0, LOG_APPEND_TIME).timestamp_type == LOG_APPEND_TIME
+    assert metadata.topic_partition == TopicPartition("t", 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        metadata.offset = 6  # type: ignore[misc]
+
+
+async def test_a_handler_changing_its_record_does_not_change_the_log() -> None:
+    """On memory, a handler that sets cr.value leaves the log's record as it was produced."""
+    cluster = MemoryCluster()
+    engine = create_engine(backend=Memory(cluster=cluster))
+    changed = anyio.Event()
+
+    @engine.stream("mutable", group_id="g", auto_offset_reset="earliest")
+    async def change(cr: ConsumerRecord[Any, Any]) -> None:
+        cr.value = b"changed"
+        changed.set()
+
+    await engine.start()
+    try:
+        await engine.send("mutable", value=b"as produced")
+        with anyio.fail_after(5):
+            await changed.wait()
+    finally:
+        await engine.stop()
+    assert [r.value for r in cluster.records(TopicPartition("mutable", 0))] == [b"as produced"]

@@ -566,3 +566,39 @@ async def test_a_stream_stopped_by_its_policy_makes_the_engine_not_ready() -> No
     assert engine.started
     assert not engine.ready
     await engine.stop()
+
+
+class InPlaceDecoder:
+    """A kpn-style deserializer: assigns the decoded value to the record it is given."""
+
+    async def deserialize(self, cr: ConsumerRecord[Any, Any], **kwargs: Any) -> Any:
+        cr.value = int(cr.value)
+        return cr
+
+
+async def test_an_in_place_deserializer_never_changes_what_is_dead_lettered() -> None:
+    """A deserializer assigning cr.value works on a copy: the dead letter carries the bytes as
+    consumed, not the decoded value."""
+    cluster = MemoryCluster()
+    for value in (b"1", b"2"):
+        cluster.append("t", value)
+    cluster.create_topic("t-dlq")
+    engine = create_engine(backend=Memory(cluster=cluster), deserializer=InPlaceDecoder())
+    seen = Seen()
+
+    @engine.stream(
+        "t",
+        group_id="g",
+        auto_offset_reset="earliest",
+        middlewares=[Middleware(DeadLetterMiddleware, topic="t-dlq", retries=0)],
+    )
+    async def handle(cr: ConsumerRecord[bytes, int]) -> None:
+        seen.add(cr.offset)
+        if cr.value == 2:
+            raise ValueError("refused")
+
+    await engine.start()
+    await seen.until(2)
+    await engine.stop()
+    assert [r.value for r in cluster.records(TopicPartition("t-dlq", 0))] == [b"2"]
+    assert [r.value for r in cluster.records(TP)] == [b"1", b"2"]

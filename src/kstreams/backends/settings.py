@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from kstreams.exceptions import BackendNotAvailableError, ConfigError
 from kstreams.ports import ConsumerPort, ProducerPort
@@ -177,10 +177,7 @@ class Memory:
     def create_consumer(self, *, group_id: str | None, options: Mapping[str, Any]) -> ConsumerPort:
         from kstreams.backends.memory import MemoryConsumer
 
-        consumer: Any = MemoryConsumer(self.resolved_cluster(), group_id=group_id, **options)
-        # Any until MemoryConsumer.connected() (the memory backend's own work) is
-        # merged: then return it as is, and mypy checks it against the port again.
-        return cast(ConsumerPort, consumer)
+        return MemoryConsumer(self.resolved_cluster(), group_id=group_id, **options)
 
     def create_producer(self, options: Mapping[str, Any]) -> ProducerPort:
         from kstreams.backends.memory import MemoryProducer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kstreams.exceptions import InvalidArgumentError
 from kstreams.types import NextMiddlewareCall
 
 if TYPE_CHECKING:
@@ -103,11 +104,11 @@ class Middleware:
 
     def __init__(self, middleware: type[BaseMiddleware], **kwargs: Any) -> None:
         if not (isinstance(middleware, type) and issubclass(middleware, BaseMiddleware)):
-            raise TypeError(f"{middleware!r} is not a BaseMiddleware subclass")
+            raise InvalidArgumentError(f"{middleware!r} is not a BaseMiddleware subclass")
         try:
             inspect.signature(middleware).bind(next_call=None, send=None, stream=None, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"Middleware({middleware.__name__}, ...): {exc}") from None
+            raise InvalidArgumentError(f"Middleware({middleware.__name__}, ...): {exc}") from None
         middleware.check_options(**kwargs)
         self.middleware = middleware
         self.kwargs = kwargs

@@ -13,12 +13,13 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Literal, cast
 
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaException, Message, Producer
 from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import KafkaException, Message, Producer
 
+from kstreams.backends.confluent.batch import DeliveryBatch, Outcomes, metadata_of
 from kstreams.backends.confluent.config import producer_config
 from kstreams.backends.confluent.errors import (
     librdkafka_log,
@@ -31,11 +32,12 @@ from kstreams.backends.confluent.messages import first_metadata
 from kstreams.exceptions import (
     ConfigError,
     IllegalStateError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     ProducerClosedError,
 )
-from kstreams.records import CREATE_TIME, LOG_APPEND_TIME, Headers, RecordMetadata
+from kstreams.records import Headers, RecordMetadata
 
 _State = Literal["new", "started", "closing", "stopped"]
 
@@ -62,6 +64,9 @@ class ConfluentProducer:
         self._poller: threading.Thread | None = None
         self._polling = threading.Event()
         self._fatal: KafkaError | None = None
+        # Set by librdkafka's threads, read anywhere (whole-value writes).
+        self._brokers_down = False
+        self._room_wanted = False
         self._metadata: dict[str, tuple[float, list[int], list[int]]] = {}
 
     async def start(self) -> None:
@@ -163,6 +168,89 @@ class ConfluentProducer:
             except KafkaException as exc:
                 raise translate_exception(exc) from exc
 
+    async def send_batch(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Awaitable[Outcomes]:
+        producer = self._running()
+        loop = cast(asyncio.AbstractEventLoop, self._loop)
+        batch = DeliveryBatch(loop, len(records), self._translate_report, self._report_seen)
+        config = self._config
+        key_serializer, value_serializer = config.key_serializer, config.value_serializer
+        target = -1 if partition is None else partition
+        timestamp = timestamp_ms or 0
+        produce = producer.produce
+        for index, (value, key, headers) in enumerate(records):
+            try:
+                if key_serializer is not None:
+                    key = key_serializer(key)
+                if value_serializer is not None:
+                    value = value_serializer(value)
+                if partition is None and config.partitioner is not None:
+                    every, available = await self._partitions(topic)
+                    target = config.partitioner(key, every, available)
+                on_delivery = batch.callback(index)
+                deadline: float | None = None
+                while True:
+                    try:
+                        produce(
+                            topic,
+                            value=value,
+                            key=key,
+                            partition=target,
+                            timestamp=timestamp,
+                            headers=list(headers) or None,
+                            on_delivery=on_delivery,
+                        )
+                        break
+                    except BufferError:
+                        if deadline is None:
+                            deadline = time.monotonic() + config.request_timeout_s
+                        await self._wait_for_room(deadline)
+                        produce = self._running().produce
+            except KafkaException as exc:
+                batch.fail_from(index, translate_exception(exc))
+                break
+            except KafkaError as exc:
+                # Whatever was enqueued before is still delivered and reported.
+                batch.fail_from(index, exc)
+                break
+        return batch.future
+
+    async def _wait_for_room(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise KafkaTimeoutError(
+                f"no room in the producer queue within {self._config.request_timeout_s:g} s"
+            )
+        self._room.clear()
+        self._room_wanted = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), min(remaining, ROOM_WAIT_S))
+
+    def _report_seen(self, delivered: bool) -> None:
+        if delivered:
+            self._brokers_down = False
+        if self._room_wanted:
+            self._room_wanted = False
+            loop = cast(asyncio.AbstractEventLoop, self._loop)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._room.set)
+
+    def _translate_report(self, error: RdKafkaError) -> KafkaError:
+        if error.code() == RdKafkaError._MSG_TIMED_OUT and self._brokers_down:
+            # Timed out because no broker was reachable: aiokafka says
+            # NodeNotReady, and so do both backends, as a connection error.
+            return KafkaConnectionError(
+                f"no broker reachable at {self._config.properties['bootstrap.servers']} "
+                f"to deliver the record: {error.str()} [{error.name()}]"
+            )
+        return translate(error)
+
     async def flush(self) -> None:
         self._running()
         loop = cast(asyncio.AbstractEventLoop, self._loop)
@@ -262,6 +350,8 @@ class ConfluentProducer:
             self._fatal = translate(error)
             log.error("confluent producer fatal error: %s", error)
         else:
+            if error.code() == RdKafkaError._ALL_BROKERS_DOWN:
+                self._brokers_down = True
             log_client_error(error)
 
     def _on_delivery(
@@ -272,20 +362,10 @@ class ConfluentProducer:
     ) -> None:
         outcome: RecordMetadata | KafkaError
         if error is not None:
-            outcome = translate(error)
+            outcome = self._translate_report(error)
         else:
-            timestamp_type, timestamp = message.timestamp()
-            offset = message.offset()
-            outcome = RecordMetadata(
-                topic=cast(str, message.topic()),
-                partition=cast(int, message.partition()),
-                # acks=0: the broker never says where it stored the record.
-                offset=offset if offset is not None and offset >= 0 else -1,
-                timestamp=timestamp,
-                timestamp_type=(
-                    LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME
-                ),
-            )
+            self._brokers_down = False
+            outcome = metadata_of(message)
         # One loop wake-up per burst of reports, not per record: each
         # call_soon_threadsafe writes to the loop's self-pipe.
         with self._settle_lock:

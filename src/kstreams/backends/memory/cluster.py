@@ -77,7 +77,7 @@ class MemoryCluster:
     def records(self, tp: TopicPartition) -> tuple[RawRecord, ...]:
         """Every record of ``tp`` in offset order, aborted ones included, markers not."""
         log = self._partition(tp)
-        records, _ = log.read(0, log.end, committed=False)
+        records, _ = log.read(0, log.end, committed=False, fetch=False)
         return tuple(records)
 
     def committed(self, group_id: str, tp: TopicPartition) -> int | None:

@@ -1,9 +1,12 @@
 """One partition's append-only log, transaction markers included.
 
 An entry's index in the log is its offset: nothing is ever removed, so the
-log start stays 0. A data entry is stored as a plain tuple and turned into a
-fresh ``ConsumerRecord`` on every read, so a handler that changes the record
-it was given never changes the log. A transaction's commit or abort marker
+log start stays 0. A data entry is stored as a plain tuple, the log's truth; a
+handler that changes the record it was given never changes the log. Each
+record object is handed out at most once: the first fetch of an offset gets
+the one built when it was appended (building it on the producer's side keeps
+the consumer's per-record path as short as a real client's), every later
+read gets a fresh one built from the tuple. A transaction's commit or abort marker
 takes an offset of its own, as in Kafka: it is counted by the end offset and
 never returned by a fetch.
 """
@@ -51,12 +54,25 @@ Entry = tuple[int, bytes | None, bytes | None, Headers, TxnMark | None]
 
 
 class PartitionLog:
-    __slots__ = ("entries", "open", "partition", "topic", "transactional", "waiters")
+    __slots__ = (
+        "entries",
+        "handed",
+        "open",
+        "partition",
+        "prebuilt",
+        "topic",
+        "transactional",
+        "waiters",
+    )
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
         self.entries: list[Entry | Control] = []
+        # Per offset, the record built at append for its first reader; offsets
+        # below ``handed`` had theirs handed out (or passed over) already.
+        self.prebuilt: list[RawRecord | None] = []
+        self.handed = 0
         self.waiters: set[asyncio.Future[None]] = set()
         # The first offset of every open transaction that wrote here: the
         # smallest is the last stable offset.
@@ -84,7 +100,9 @@ class PartitionLog:
     ) -> int:
         entries = self.entries
         offset = len(entries)
-        entries.append((timestamp, key, value, headers, txn))
+        entry: Entry = (timestamp, key, value, headers, txn)
+        entries.append(entry)
+        self.prebuilt.append(self._build(offset, entry) if txn is None else None)
         if txn is not None:
             self.transactional = True
             self.open.setdefault(txn, offset)
@@ -95,6 +113,7 @@ class PartitionLog:
     def end_transaction(self, txn: TxnMark, *, committed: bool) -> None:
         """Write ``txn``'s marker; its records stop holding back the last stable offset."""
         self.entries.append(Control(txn, committed))
+        self.prebuilt.append(None)
         self.open.pop(txn, None)
         self.wake()
 
@@ -102,21 +121,37 @@ class PartitionLog:
         waiters, self.waiters = self.waiters, set()
         wake(waiters)
 
-    def read(self, position: int, limit: int, *, committed: bool) -> tuple[list[RawRecord], int]:
-        """Up to ``limit`` fresh records from ``position``, and the position after them.
+    def read(
+        self, position: int, limit: int, *, committed: bool, fetch: bool = True
+    ) -> tuple[list[RawRecord], int]:
+        """Up to ``limit`` records from ``position`` never handed out before, and the
+        position after them.
 
         ``committed`` is read_committed isolation: reading stops at the last
         stable offset, and records of aborted transactions are skipped.
-        Markers are skipped either way.
+        Markers are skipped either way. ``fetch=False`` (a look at the log)
+        builds every record afresh and leaves the prebuilt ones to fetches.
         """
         entries = self.entries
         build = self._build
         if not self.transactional:
             stop = min(position + limit, len(entries))
             data = cast("list[Entry]", entries)
-            return [build(offset, data[offset]) for offset in range(position, stop)], stop
+            handed = self.handed if fetch else stop
+            if position >= handed:
+                records = cast("list[RawRecord]", self.prebuilt[position:stop])
+                self.prebuilt[position:stop] = [None] * (stop - position)
+            else:
+                cut = min(handed, stop)
+                records = [build(offset, data[offset]) for offset in range(position, cut)]
+                if cut < stop:
+                    records += cast("list[RawRecord]", self.prebuilt[cut:stop])
+                    self.prebuilt[cut:stop] = [None] * (stop - cut)
+            if fetch and stop > self.handed:
+                self.handed = stop
+            return records, stop
         stop = self.last_stable() if committed else len(entries)
-        records: list[RawRecord] = []
+        records = []
         while position < stop and len(records) < limit:
             entry = entries[position]
             if not isinstance(entry, Control) and not (
