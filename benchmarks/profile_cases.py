@@ -241,8 +241,10 @@ def micro(p: Params) -> Result:
     def aiokafka_convert() -> int:
         import inspect
 
-        from kstreams.backends.aiokafka import _convert_records
-
+        _convert_records = _first(
+            ("kstreams.backends.aiokafka", "_convert_records"),
+            ("kstreams.backends.aiokafka.consumer", "_convert_records"),
+        )
         # Given (topic, partition, records), or the records alone.
         args = ("bench", 0) if len(inspect.signature(_convert_records).parameters) == 3 else ()
         for _ in range(batches):
