@@ -10,17 +10,12 @@ the first record seen to the N-th (group join excluded, reported as
 from __future__ import annotations
 
 import asyncio
-import cProfile
 import json
 import os
-import pstats
-import resource
-import statistics
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 #: Group timings of the integration tier: Tansu completes a join in about
@@ -439,448 +434,6 @@ async def _send_many(p: Params, backend: str) -> Result:
     return await _with_engine(p, backend, work)
 
 
-async def send_each_aiokafka(p: Params) -> Result:
-    return await _send_each(p, "aiokafka")
-
-
-async def send_each_confluent(p: Params) -> Result:
-    return await _send_each(p, "confluent")
-
-
-async def send_concurrent_aiokafka(p: Params) -> Result:
-    return await _send_concurrent(p, "aiokafka")
-
-
-async def send_concurrent_confluent(p: Params) -> Result:
-    return await _send_concurrent(p, "confluent")
-
-
-async def send_many_aiokafka(p: Params) -> Result:
-    return await _send_many(p, "aiokafka")
-
-
-async def send_many_confluent(p: Params) -> Result:
-    return await _send_many(p, "confluent")
-
-
-# -- event-loop lag ------------------------------------------------------------------
-
-
-async def _lag(p: Params, backend: str) -> Result:
-    """A ticker sleeps 1 ms over and over and records how late it wakes, while a
-    stream consumes at full speed; only ticks inside the window count."""
-    from kstreams import create_engine
-
-    n = p["records"]
-    window = Window(n)
-    engine = create_engine(backend=backend_for(backend, p["bootstrap"]))
-    engine.stream(p["topic"], group_id=p["group"], auto_offset_reset="earliest", **GROUP_OPTIONS)(
-        typed_counter(window)
-    )
-    idle: list[float] = []
-    busy: list[float] = []
-
-    async def tick(until: asyncio.Event) -> None:
-        sleep, clock = asyncio.sleep, time.perf_counter
-        while not until.is_set():
-            before = clock()
-            await sleep(0.001)
-            woke = clock()
-            late = woke - before - 0.001
-            if window.seen and not window.done.is_set():
-                busy.append(late)
-            elif not window.seen:
-                idle.append(late)
-
-    stop = asyncio.Event()
-    ticker = asyncio.get_running_loop().create_task(tick(stop))
-    window.restart()
-    await engine.start()
-    try:
-        await wait_done(window, 60)
-    finally:
-        stop.set()
-        await ticker
-        await engine.stop()
-    return window.result(lag=_quantiles_ms(busy), idle_lag=_quantiles_ms(idle))
-
-
-async def lag_confluent(p: Params) -> Result:
-    return await _lag(p, "confluent")
-
-
-async def lag_aiokafka(p: Params) -> Result:
-    return await _lag(p, "aiokafka")
-
-
-def _quantiles_ms(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"samples": 0}
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-    return {
-        "samples": len(ordered),
-        "p50_ms": at(0.50),
-        "p99_ms": at(0.99),
-        "max_ms": ordered[-1] * 1000,
-        "mean_ms": statistics.fmean(ordered) * 1000,
-    }
-
-
-# -- memory under a slow handler -------------------------------------------------------
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-async def _rss_slow(p: Params, backend: str) -> Result:
-    """A handler taking ``handler_s`` per record, for ``duration_s`` seconds; RSS is
-    sampled every second from a thread, so a busy event loop cannot delay it."""
-    from kstreams import ConsumerRecord, create_engine
-
-    per_record_s: float = p["handler_s"]
-    duration: float = p["duration_s"]
-    # Sleeping ~10 ms at a time keeps the handler's average cost exact without
-    # depending on the loop's timer resolution.
-    every = max(1, round(0.01 / per_record_s))
-    pause = every * per_record_s
-    handled = 0
-    first = 0.0
-
-    async def slow(cr: ConsumerRecord[Any, Any]) -> None:
-        nonlocal handled, first
-        handled += 1
-        if handled == 1:
-            first = time.perf_counter()
-            sampling.set()
-        if handled % every == 0:
-            await asyncio.sleep(pause)
-
-    engine = create_engine(backend=backend_for(backend, p["bootstrap"]))
-    stream = engine.stream(
-        p["topic"], group_id=p["group"], auto_offset_reset="earliest", **GROUP_OPTIONS
-    )(slow)
-    sampling = threading.Event()
-    finished = threading.Event()
-    samples: list[tuple[float, int, int, int]] = []
-
-    def sample() -> None:
-        sampling.wait()
-        start = time.perf_counter()
-        while not finished.wait(max(0.0, start + len(samples) - time.perf_counter())):
-            samples.append(
-                (time.perf_counter() - start, _status_kb("VmRSS"), handled, _status_kb("VmHWM"))
-            )
-            if len(samples) > duration:
-                return
-
-    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-    sampler.start()
-    await engine.start()
-    try:
-        await asyncio.to_thread(sampler.join, duration + 30)
-        buffered = stream.consumer.buffered if stream.consumer is not None else None
-    finally:
-        finished.set()
-        sampling.set()
-        await engine.stop()
-    rss = [kb for _, kb, _, _ in samples]
-    quarter = max(1, len(rss) // 4)
-    q1, q4 = statistics.fmean(rss[:quarter]), statistics.fmean(rss[-quarter:])
-    elapsed = samples[-1][0] if samples else 0.0
-    count = samples[-1][2] if samples else handled
-    return {
-        "records": count,
-        "seconds": elapsed,
-        "rate": count / elapsed if elapsed else 0.0,
-        "handler_us": per_record_s * 1e6,
-        "rss_kb": rss,
-        "handled": [c for _, _, c, _ in samples],
-        # Peak RSS by the end of the first quarter, and at the end: a bounded
-        # prefetch reaches its peak early and stays under it.
-        "vmhwm_q1_kb": samples[quarter - 1][3] if samples else 0,
-        "q1_kb": q1,
-        "q4_kb": q4,
-        "growth_pct": (q4 - q1) / q1 * 100,
-        "vmhwm_kb": _status_kb("VmHWM"),
-        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "buffered_at_end": buffered,
-        "ran_out": count >= p["records"],
-        "first_record_s": first,
-    }
-
-
-async def rss_aiokafka(p: Params) -> Result:
-    return await _rss_slow(p, "aiokafka")
-
-
-async def rss_confluent(p: Params) -> Result:
-    return await _rss_slow(p, "confluent")
-
-
-# -- profiles of the per-record path -------------------------------------------------------
-
-
-def _top(stats: pstats.Stats, n_records: int, limit: int) -> list[dict[str, Any]]:
-    rows = []
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    for (filename, line, name), (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
-        rows.append(
-            {
-                "function": _short(filename, line, name),
-                "calls_per_record": ncalls / n_records,
-                "tottime_us_per_record": tottime / n_records * 1e6,
-                "cumtime_us_per_record": cumtime / n_records * 1e6,
-            }
-        )
-    rows.sort(key=lambda row: row["tottime_us_per_record"], reverse=True)
-    return rows[:limit]
-
-
-def _short(filename: str, line: int, name: str) -> str:
-    if filename == "~":
-        return name
-    path = filename
-    for marker in ("site-packages/", "src/", "lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{path}:{line}({name})"
-
-
-async def _profile(p: Params, backend: str) -> Result:
-    """The typed no-op handler case under cProfile, enabled from the first record to
-    the N-th (the confluent worker thread is profiled while it fetches, too)."""
-    from kstreams import create_engine
-
-    n = p["records"]
-    window = Window(n)
-    main = cProfile.Profile()
-    worker = cProfile.Profile()
-    profiling = threading.Event()
-    if backend == "confluent":
-        from kstreams.backends import confluent
-
-        fetch = confluent.ConfluentConsumer._fetch
-
-        def profiled_fetch(self: Any, timeout_s: float, limit: int) -> Any:
-            if not profiling.is_set():
-                return fetch(self, timeout_s, limit)
-            worker.enable()
-            try:
-                return fetch(self, timeout_s, limit)
-            finally:
-                worker.disable()
-
-        confluent.ConfluentConsumer._fetch = profiled_fetch  # type: ignore[method-assign]
-
-    def begin() -> None:
-        profiling.set()
-        main.enable()
-
-    engine = create_engine(backend=backend_for(backend, p["bootstrap"]))
-    handler = typed_counter(window, on_first=begin)
-    engine.stream(p["topic"], group_id=p["group"], auto_offset_reset="earliest", **GROUP_OPTIONS)(
-        handler
-    )
-    window.restart()
-    await engine.start()
-    try:
-        await wait_done(window, 120)
-        main.disable()
-        profiling.clear()
-    finally:
-        await engine.stop()
-    result = window.result(main=_top(pstats.Stats(main), n, p["top"]))
-    if backend == "confluent":
-        result["worker"] = _top(pstats.Stats(worker), n, p["top"])
-    return result
-
-
-async def _profile_send_many(p: Params, backend: str) -> Result:
-    """``engine.send_many`` under cProfile; on confluent, the delivery-report thread too."""
-    from kstreams import BatchEvent, create_engine
-
-    n, value, topic = p["produce_records"], b"x" * p["value_size"], p["produce_topic"]
-    main = cProfile.Profile()
-    poller = cProfile.Profile()
-    profiling = threading.Event()
-    if backend == "confluent":
-        from kstreams.backends import confluent
-
-        poll = confluent.ConfluentProducer._poll
-
-        def profiled_poll(self: Any, producer: Any) -> None:
-            profiling.wait()
-            poller.enable()
-            try:
-                poll(self, producer)
-            finally:
-                poller.disable()
-
-        confluent.ConfluentProducer._poll = profiled_poll  # type: ignore[method-assign]
-
-    engine = create_engine(backend=backend_for(backend, p["bootstrap"]))
-    events = [BatchEvent(value=value)] * n
-    await engine.start()
-    try:
-        profiling.set()
-        main.enable()
-        started = time.perf_counter()
-        await engine.send_many(topic, events)
-        ended = time.perf_counter()
-        main.disable()
-    finally:
-        await engine.stop()
-    result = _produce_result(n, started, ended)
-    result["main"] = _top(pstats.Stats(main), n, p["top"])
-    if backend == "confluent":
-        result["poller"] = _top(pstats.Stats(poller), n, p["top"])
-    return result
-
-
-async def profile_send_many_aiokafka(p: Params) -> Result:
-    return await _profile_send_many(p, "aiokafka")
-
-
-async def profile_send_many_confluent(p: Params) -> Result:
-    return await _profile_send_many(p, "confluent")
-
-
-async def profile_aiokafka(p: Params) -> Result:
-    return await _profile(p, "aiokafka")
-
-
-async def profile_confluent(p: Params) -> Result:
-    return await _profile(p, "confluent")
-
-
-def _best_us(run: Callable[[], int], repeat: int = 5) -> float:
-    """Microseconds per record of ``run`` (which returns how many it did), best of ``repeat``."""
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        count = run()
-        best = min(best, (time.perf_counter() - started) / count * 1e6)
-    return best
-
-
-def micro(p: Params) -> Result:
-    """Per-record costs of pieces of the path, without a broker nor a profiler.
-
-    Uses adapter internals (``_convert_records``, ``_record``, ``_accept``); a
-    piece whose internals changed is reported as missing instead of failing.
-    """
-    import aiokafka.structs
-    import confluent_kafka
-
-    from kstreams.records import ConsumerRecord
-
-    batch, batches = 500, max(1, p["records"] // 500)
-    value = b"x" * p["value_size"]
-    costs: dict[str, float | str] = {}
-
-    def piece(name: str, run: Callable[[], int]) -> None:
-        try:
-            costs[name] = _best_us(run)
-        except Exception as exc:
-            costs[name] = f"n/a: {exc!r}"
-
-    ak_records = [
-        aiokafka.structs.ConsumerRecord("bench", 0, i, 1, 0, None, value, None, -1, 100, ())
-        for i in range(batch)
-    ]
-    messages = [
-        confluent_kafka.Message(topic="bench", partition=0, offset=i, value=value, timestamp=(1, 1))
-        for i in range(batch)
-    ]
-
-    def touch_aiokafka() -> int:
-        seen = 0
-        for _ in range(batches):
-            for _record in ak_records:
-                seen += 1
-        return seen
-
-    def touch_confluent() -> int:
-        seen = 0
-        for _ in range(batches):
-            for message in messages:
-                if message.error() is None:
-                    seen += 1
-        return seen
-
-    def dataclass_init() -> int:
-        for _ in range(batches):
-            for r in ak_records:
-                ConsumerRecord(
-                    r.topic, r.partition, r.offset, r.timestamp, r.timestamp_type, r.key, r.value
-                )
-        return batches * batch
-
-    def aiokafka_convert() -> int:
-        from kstreams.backends.aiokafka import _convert_records
-
-        for _ in range(batches):
-            _convert_records("bench", 0, ak_records)
-        return batches * batch
-
-    def confluent_record() -> int:
-        import inspect
-
-        from kstreams.backends.confluent import _record
-
-        # Given the message alone, or the message and its (cached) topic and partition.
-        extra = ("bench", 0)[: len(inspect.signature(_record).parameters) - 1]
-        for _ in range(batches):
-            for message in messages:
-                _record(message, *extra)
-        return batches * batch
-
-    def confluent_accept() -> int:
-        from kstreams.backends.confluent import ConfluentConsumer
-        from kstreams.records import TopicPartition
-
-        class Client:
-            def get_watermark_offsets(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
-                return (0, batch)
-
-        consumer = ConfluentConsumer(group_id="micro", bootstrap_servers="localhost:1")
-        consumer._client = Client()  # type: ignore[assignment]
-        consumer._assignment = frozenset({TopicPartition("bench", 0)})
-        for _ in range(batches):
-            consumer._accept(messages)  # type: ignore[arg-type]
-        return batches * batch
-
-    def noop_await() -> int:
-        async def handler(cr: Any) -> None:
-            return None
-
-        async def drive() -> None:
-            for _ in range(batches):
-                for record in ak_records:
-                    await handler(record)
-
-        asyncio.run(drive())
-        return batches * batch
-
-    piece("raw aiokafka loop touching each record", touch_aiokafka)
-    piece("raw confluent loop checking message.error()", touch_confluent)
-    piece("ConsumerRecord(topic, ..., value) constructor", dataclass_init)
-    piece("aiokafka adapter _convert_records, per record", aiokafka_convert)
-    piece("confluent adapter _record(message)", confluent_record)
-    piece("confluent adapter _accept (records, admit, positions), per record", confluent_accept)
-    piece("await a no-op coroutine, per record", noop_await)
-    return {"records": batches * batch, "rate": 0.0, "costs_us": costs}
-
-
 CASES: dict[str, Callable[[Params], Any]] = {
     "raw_aiokafka": raw_aiokafka,
     "raw_confluent": raw_confluent,
@@ -894,32 +447,34 @@ CASES: dict[str, Callable[[Params], Any]] = {
     "memory_end_to_end": memory_end_to_end,
     "raw_send_aiokafka": raw_send_aiokafka,
     "raw_send_confluent": raw_send_confluent,
-    "send_each_aiokafka": send_each_aiokafka,
-    "send_each_confluent": send_each_confluent,
-    "send_concurrent_aiokafka": send_concurrent_aiokafka,
-    "send_concurrent_confluent": send_concurrent_confluent,
-    "send_many_aiokafka": send_many_aiokafka,
-    "send_many_confluent": send_many_confluent,
-    "lag_confluent": lag_confluent,
-    "lag_aiokafka": lag_aiokafka,
-    "rss_aiokafka": rss_aiokafka,
-    "rss_confluent": rss_confluent,
-    "profile_aiokafka": profile_aiokafka,
-    "profile_confluent": profile_confluent,
-    "profile_send_many_aiokafka": profile_send_many_aiokafka,
-    "profile_send_many_confluent": profile_send_many_confluent,
-    "micro": micro,
+    "send_each_aiokafka": lambda p: _send_each(p, "aiokafka"),
+    "send_each_confluent": lambda p: _send_each(p, "confluent"),
+    "send_concurrent_aiokafka": lambda p: _send_concurrent(p, "aiokafka"),
+    "send_concurrent_confluent": lambda p: _send_concurrent(p, "confluent"),
+    "send_many_aiokafka": lambda p: _send_many(p, "aiokafka"),
+    "send_many_confluent": lambda p: _send_many(p, "confluent"),
 }
 
 
 def main() -> None:
     case, params = sys.argv[1], json.loads(sys.argv[2])
     CONFLUENT_EXTRA.update(params.get("confluent_extra") or {})
-    fn = CASES[case]
-    outcome = fn(params)
+    # The case modules import this file as ``cases``, a second copy of ``__main__``.
+    sys.modules.setdefault("cases", sys.modules[__name__])
+    import concurrency_cases
+    import lag_rss_cases
+    import profile_cases
+
+    if case.startswith("conc_"):
+        outcome = concurrency_cases.run(case, params)
+    else:
+        outcome = {**CASES, **lag_rss_cases.CASES, **profile_cases.CASES}[case](params)
     if asyncio.iscoroutine(outcome):
         outcome = asyncio.run(outcome)
     outcome["pid"] = os.getpid()
+    if "kstreams" in sys.modules:
+        # Which sources ran: the project's, or a --baseline's.
+        outcome["kstreams_from"] = os.path.dirname(sys.modules["kstreams"].__file__ or "")
     print("RESULT " + json.dumps(outcome), flush=True)
 
 

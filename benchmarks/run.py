@@ -1,11 +1,12 @@
-"""Throughput and overhead of kstreams against the raw clients, in one run.
+"""Throughput and overhead of kstreams against the raw clients and the peers, in one run.
 
-    python3 dev.py bench               # the default run (about 6 minutes on 2 cores)
+    python3 dev.py bench               # the default run (about 12 minutes on 2 cores)
     python3 dev.py bench --quick       # a smoke run: 20,000 records, 1 repetition
     python3 dev.py bench --cases raw_aiokafka,ks_aiokafka --reps 5
 
 Starts Tansu as the integration tier does (or uses ``$KSTREAMS_TEST_BOOTSTRAP``),
-pre-loads the records, then runs every case in a fresh process, repetitions
+makes the peers' virtualenvs (``peer_envs.py``), pre-loads the records, then
+runs every case in a fresh process (the peers' in their own interpreters), repetitions
 interleaved (rep 1 of every case, then rep 2...) so that a drift in the
 machine's speed hits every case alike. See ``benchmarks/README.md``.
 """
@@ -16,102 +17,38 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import concurrency_cases
+import machine
+import peer_envs
+from catalog import (
+    BASELINE_CASES,
+    BY_NAME,
+    CASES,
+    PEER_COLUMNS,
+    PROFILE_CASES,
+    RSS_CASES,
+    RSS_REFERENCE,
+)
+from targets import targets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CASES_PY = HERE / "cases.py"
+PEER_CASES_PY = HERE / "peer_cases.py"
 RESULTS_DIR = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
 PARTITIONS = 3
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    label: str
-    section: str
-    #: The case of the same run this one's rate is divided by.
-    baseline: str | None = None
-
-
-CASES = [
-    Case("raw_aiokafka", "raw aiokafka getmany(500) loop", "consume"),
-    Case("port_aiokafka", "aiokafka adapter alone, port getmany loop", "consume", "raw_aiokafka"),
-    Case("ks_aiokafka", "kstreams aiokafka, typed no-op handler", "consume", "raw_aiokafka"),
-    Case("ks_aiokafka_batch", "kstreams aiokafka, batch handler", "consume", "raw_aiokafka"),
-    Case("raw_confluent", "raw confluent consume(500) thread", "consume"),
-    Case(
-        "port_confluent", "confluent adapter alone, port getmany loop", "consume", "raw_confluent"
-    ),
-    Case("ks_confluent", "kstreams confluent, typed no-op handler", "consume", "raw_confluent"),
-    Case("ks_confluent_batch", "kstreams confluent, batch handler", "consume", "raw_confluent"),
-    Case("memory_consume", "kstreams memory, consume only (typed no-op)", "memory"),
-    Case("memory_end_to_end", "kstreams memory, send N + handle N", "memory"),
-    Case("raw_send_aiokafka", "raw aiokafka send() + gather", "produce"),
-    Case(
-        "send_each_aiokafka",
-        "kstreams aiokafka, engine.send awaited one by one",
-        "produce",
-        "raw_send_aiokafka",
-    ),
-    Case(
-        "send_concurrent_aiokafka",
-        "kstreams aiokafka, engine.send, gather chunks",
-        "produce",
-        "raw_send_aiokafka",
-    ),
-    Case(
-        "send_many_aiokafka", "kstreams aiokafka, engine.send_many", "produce", "raw_send_aiokafka"
-    ),
-    Case("raw_send_confluent", "raw confluent produce() + flush", "produce"),
-    Case(
-        "send_each_confluent",
-        "kstreams confluent, engine.send awaited one by one",
-        "produce",
-        "raw_send_confluent",
-    ),
-    Case(
-        "send_concurrent_confluent",
-        "kstreams confluent, engine.send, gather chunks",
-        "produce",
-        "raw_send_confluent",
-    ),
-    Case(
-        "send_many_confluent",
-        "kstreams confluent, engine.send_many",
-        "produce",
-        "raw_send_confluent",
-    ),
-    Case("lag_confluent", "event-loop lag, confluent at full speed", "lag", "raw_confluent"),
-    Case("lag_aiokafka", "event-loop lag, aiokafka at full speed", "lag", "raw_aiokafka"),
-]
-RSS_CASES = [
-    Case("rss_aiokafka", "aiokafka, slow handler", "rss"),
-    Case("rss_confluent", "confluent, slow handler", "rss"),
-]
-PROFILE_CASES = [
-    Case("micro", "per-record pieces, no broker", "profile"),
-    Case("profile_aiokafka", "aiokafka typed no-op", "profile"),
-    Case("profile_confluent", "confluent typed no-op", "profile"),
-    Case("profile_send_many_aiokafka", "aiokafka engine.send_many", "profile"),
-    Case("profile_send_many_confluent", "confluent engine.send_many", "profile"),
-]
-BY_NAME = {case.name: case for case in [*CASES, *RSS_CASES, *PROFILE_CASES]}
-#: The full-speed case whose rate the slow handler of an RSS case is set from.
-RSS_REFERENCE = {"rss_aiokafka": "ks_aiokafka", "rss_confluent": "ks_confluent"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -130,6 +67,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rss-seconds", type=float, help="slow-handler run length (30 s)")
     parser.add_argument("--slowdown", type=float, default=100.0, help="slow handler factor")
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
+    parser.add_argument(
+        "--baseline",
+        help="a git ref: also run the typed no-op cases on its src/ (base_* cases), "
+        "for the issue 13 bound concurrency=1 within 5%% of before",
+    )
+    parser.add_argument(
+        "--conc-seconds",
+        type=float,
+        help="target window of each concurrency case at its ideal rate (default 2 s)",
+    )
     parser.add_argument(
         "--confluent-extra",
         type=json.loads,
@@ -160,6 +107,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.produce_records = args.produce_records or max(1000, args.records // 2)
     args.send_each_records = args.send_each_records or max(500, args.records // 40)
     args.rss_seconds = args.rss_seconds or (6.0 if args.quick else 30.0)
+    args.conc_seconds = args.conc_seconds or (0.5 if args.quick else 2.0)
     if args.cases:
         names = [name.strip() for name in args.cases.split(",") if name.strip()]
         unknown = [name for name in names if name not in BY_NAME]
@@ -168,12 +116,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.selected = names
     else:
         args.selected = [case.name for case in [*CASES, *RSS_CASES]]
+        if args.baseline:
+            at = args.selected.index("lag_confluent")
+            args.selected[at:at] = [case.name for case in BASELINE_CASES]
         if not args.no_profile:
             args.selected += [case.name for case in PROFILE_CASES]
     full = not (
         args.cases
         or args.quick
         or args.records != 200_000
+        or args.conc_seconds != 2.0
         or args.no_profile
         or args.confluent_extra
     )
@@ -197,8 +149,11 @@ def broker(args: argparse.Namespace) -> Iterator[str]:
         yield bootstrap
 
 
-async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: int) -> float:
-    """Create the topics and write ``n`` records round-robin over the partitions."""
+async def preload(
+    bootstrap: str, topic: str, produce_topic: str, n: int, size: int, keyed: tuple[str, int]
+) -> float:
+    """Create the topics and write ``n`` records round-robin over the partitions, and
+    the keyed topic of the concurrency cases (``keyed[1]`` records, 60 keys)."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -206,7 +161,7 @@ async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: 
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name, PARTITIONS, 1) for name in (topic, produce_topic)]
+            [NewTopic(name, PARTITIONS, 1) for name in (topic, produce_topic, keyed[0])]
         )
     finally:
         await admin.close()
@@ -216,6 +171,8 @@ async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: 
     try:
         value = b"x" * size
         deliveries = [await producer.send(topic, value, partition=i % PARTITIONS) for i in range(n)]
+        for key, partition in concurrency_cases.keyed_records(keyed[1]):
+            deliveries.append(await producer.send(keyed[0], value, key, partition=partition))
         await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
@@ -226,12 +183,28 @@ async def preload(bootstrap: str, topic: str, produce_topic: str, n: int, size: 
 
 
 def run_case(name: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run one case in a fresh interpreter; its result, or ``{"error": ...}``."""
-    command = [sys.executable, str(CASES_PY), name, json.dumps(params)]
+    """Run one case in a fresh interpreter (the project's, or its peer's virtualenv);
+    its result, ``{"na": why}`` for a case that does not apply, or ``{"error": ...}``."""
+    env = BY_NAME[name].env
+    environ = None
+    if env == "project":
+        command = [sys.executable, str(CASES_PY), name, json.dumps(params)]
+    elif env == "baseline":
+        # The same case on the baseline's sources, ahead of the editable install.
+        command = [sys.executable, str(CASES_PY), name[len("base_") :], json.dumps(params)]
+        environ = {**os.environ, "PYTHONPATH": str(peer_envs.BASELINE_DIR / "src")}
+    else:
+        command = [str(peer_envs.python_of(env)), str(PEER_CASES_PY), name, json.dumps(params)]
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=ROOT,
+            check=False,
+            env=environ,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f}s"}
@@ -246,48 +219,10 @@ def run_case(name: str, params: dict[str, Any], timeout_s: float) -> dict[str, A
 
 
 def summarize(runs: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
-    values = [run[key] for run in runs if key in run and "error" not in run]
+    values = [run[key] for run in runs if key in run and "error" not in run and "na" not in run]
     if not values:
         return {}
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def wait_for_quiet(max_load: float, limit_s: float) -> tuple[float, float]:
-    """Poll the 1-minute load every 20 s until it is below ``max_load`` (bounded)."""
-    started = time.monotonic()
-    load = os.getloadavg()[0]
-    while load >= max_load and time.monotonic() - started < limit_s:
-        print(f"  1-minute load {load:.2f} >= {max_load}; waiting for a quieter machine...")
-        time.sleep(20)
-        load = os.getloadavg()[0]
-    return load, time.monotonic() - started
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    import confluent_kafka
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "aiokafka": importlib.metadata.version("aiokafka"),
-        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "kstreams_commit": commit + (" (src modified)" if dirty else ""),
-    }
 
 
 def main(argv: list[str]) -> int:
@@ -296,13 +231,25 @@ def main(argv: list[str]) -> int:
     if args.no_wait:
         load_before, waited = os.getloadavg()[0], 0.0
     else:
-        load_before, waited = wait_for_quiet(args.max_load, args.load_wait)
+        load_before, waited = machine.wait_for_quiet(args.max_load, args.load_wait)
     print(f"  1-minute load at start: {load_before:.2f} (waited {waited:.0f} s)")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    peers = peer_envs.prepare(
+        {BY_NAME[name].env for name in args.selected}, RESULTS_DIR / "venvs.log"
+    )
+    baseline = None
+    if any(BY_NAME[name].env == "baseline" for name in args.selected):
+        baseline = peer_envs.prepare_baseline(args.baseline or "HEAD")
+        print(f"  baseline: src/ of {baseline} in {peer_envs.BASELINE_DIR.relative_to(ROOT)}")
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     produce_topic = f"{topic}-produce"
+    keyed = (f"{topic}-keyed", concurrency_cases.records_for("key", 64, args.conc_seconds))
     base = {
         "topic": topic,
         "produce_topic": produce_topic,
+        "keyed_topic": keyed[0],
+        "keyed_records": keyed[1],
+        "conc_seconds": args.conc_seconds,
         "records": args.records,
         "value_size": args.value_size,
         "produce_records": args.produce_records,
@@ -313,18 +260,19 @@ def main(argv: list[str]) -> int:
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.selected}
     started = time.perf_counter()
-    with broker(args) as bootstrap:
+    with broker(args) as bootstrap, machine.LoadSampler() as load:
         base["bootstrap"] = bootstrap
         print(f"  broker {bootstrap}; pre-loading {args.records:,} records...", flush=True)
         load_s = asyncio.run(
-            preload(bootstrap, topic, produce_topic, args.records, args.value_size)
+            preload(bootstrap, topic, produce_topic, args.records, args.value_size, keyed)
         )
         print(f"  pre-loaded in {load_s:.1f} s")
         plain = [name for name in args.selected if BY_NAME[name].section not in ("rss", "profile")]
         for rep in range(args.reps):
             for name in plain:
                 params = {**base, "group": f"{name}-{rep}-{uuid.uuid4().hex[:6]}"}
-                result = run_case(name, params, timeout_s=180)
+                error = peers.get(BY_NAME[name].env, {}).get("error")
+                result = {"error": error} if error else run_case(name, params, timeout_s=180)
                 runs[name].append(result)
                 print(f"  rep {rep + 1} {name:<28} {_brief(result)}", flush=True)
         for name in args.selected:
@@ -342,17 +290,40 @@ def main(argv: list[str]) -> int:
     total_s = time.perf_counter() - started
     load_after = os.getloadavg()[0]
     report = build_report(args, runs, load_before, load_after, load_s, total_s)
-    RESULTS_DIR.mkdir(exist_ok=True)
+    report["load"]["during"] = load.summary()
+    report["peers"] = peers
+    report["baseline"] = baseline
     (RESULTS_DIR / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    from report import markdown, text_table
+    from report import headline, markdown, summary, text_table
 
     print()
     print(text_table(report))
     if args.markdown:
         args.markdown.write_text(markdown(report))
         print(f"\nwrote {args.markdown}")
+    if args.markdown == RESULTS_MD:
+        for page, text in ((README_MD, headline(report)), (DOCS_MD, summary(report))):
+            if splice(page, text):
+                print(f"updated the results in {page.relative_to(ROOT)}")
     print(f"wrote {(RESULTS_DIR / 'latest.json').relative_to(ROOT)}; total {total_s:.0f} s")
     return 0
+
+
+BEGIN, END = "<!-- benchmark results: begin -->", "<!-- benchmark results: end -->"
+#: Pages whose results block a full default run rewrites.
+README_MD, DOCS_MD = ROOT / "README.md", ROOT / "docs" / "benchmarks.md"
+
+
+def splice(page: Path, text: str) -> bool:
+    """Replace what lies between the two markers of ``page``; False if it has none."""
+    if not page.exists():
+        return False
+    content = page.read_text()
+    start, end = content.find(BEGIN), content.find(END)
+    if start < 0 or end < start:
+        return False
+    page.write_text(content[: start + len(BEGIN)] + "\n" + text + content[end:])
+    return True
 
 
 def rss_params(name: str, runs: dict[str, list[dict[str, Any]]], args: Any) -> dict[str, Any]:
@@ -366,6 +337,8 @@ def rss_params(name: str, runs: dict[str, list[dict[str, Any]]], args: Any) -> d
 
 
 def _brief(result: dict[str, Any]) -> str:
+    if "na" in result:
+        return "n/a: " + result["na"]
     if "error" in result:
         return "ERROR " + result["error"][:200]
     text = f"{result['rate']:>12,.0f} rec/s"
@@ -374,6 +347,11 @@ def _brief(result: dict[str, Any]) -> str:
     if "lag" in result:
         lag = result["lag"]
         text += f"  lag p50 {lag.get('p50_ms', 0):.2f} p99 {lag.get('p99_ms', 0):.2f} ms"
+    if result.get("dropped"):
+        text += f"  ({result['dropped']:,} of {result['asked']:,} records DROPPED)"
+    if "most_in_flight" in result:
+        text += f"  {result['of_n_x_200']:.2f}x N*200, at most {result['most_in_flight']} in flight"
+        text += " (partial)" if result.get("partial") else ""
     if "growth_pct" in result:
         text += f"  RSS {result['q1_kb'] / 1024:.0f}->{result['q4_kb'] / 1024:.0f} MiB"
         text += f" ({result['growth_pct']:+.1f}%)"
@@ -399,11 +377,17 @@ def build_report(
             "rate": summarize(results),
             "join_s": summarize(results, "join_s"),
             "errors": [run["error"] for run in results if "error" in run],
+            "na": next((run["na"] for run in results if "na" in run), None),
         }
         if case.baseline and entry["rate"] and runs.get(case.baseline):
             base = summarize(runs[case.baseline])
             if base:
                 entry["ratio"] = entry["rate"]["median"] / base["median"]
+        entry["peer_ratios"] = {}
+        for column, peer in PEER_COLUMNS.get(case.section, []):
+            base = summarize(runs.get(peer, []))
+            if entry["rate"] and base:
+                entry["peer_ratios"][column] = entry["rate"]["median"] / base["median"]
         if case.section == "lag":
             for key in ("p50_ms", "p99_ms", "max_ms"):
                 entry[key] = summarize([run["lag"] for run in results if "lag" in run], key)
@@ -413,7 +397,7 @@ def build_report(
         cases[name] = entry
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": machine.describe(),
         "load": {"before": load_before, "after": load_after},
         "params": {
             "records": args.records,
@@ -424,6 +408,7 @@ def build_report(
             "send_each_records": args.send_each_records,
             "chunk": args.chunk,
             "rss_seconds": args.rss_seconds,
+            "conc_seconds": args.conc_seconds,
             "slowdown": args.slowdown,
             "confluent_extra": args.confluent_extra,
             "argv": sys.argv[1:],
@@ -433,62 +418,6 @@ def build_report(
         "cases": cases,
         "targets": targets(cases),
     }
-
-
-def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 7: the measured value, the bound, PASS or MISS."""
-    out: list[dict[str, Any]] = []
-
-    def add(
-        name: str, value: float | None, bound: float, higher_is_better: bool, unit: str
-    ) -> None:
-        if value is None:
-            out.append({"target": name, "value": None, "bound": bound, "verdict": "n/a"})
-            return
-        ok = value >= bound if higher_is_better else value < bound
-        out.append(
-            {
-                "target": name,
-                "value": value,
-                "bound": bound,
-                "unit": unit,
-                "verdict": "PASS" if ok else "MISS",
-                # How far above (+) or below (-) the bound, relative to it.
-                "margin_pct": (value / bound - 1) * 100 * (1 if higher_is_better else -1),
-            }
-        )
-
-    def ratio(name: str) -> float | None:
-        entry = cases.get(name)
-        return entry.get("ratio") if entry else None
-
-    def median(name: str, key: str = "rate") -> float | None:
-        entry = cases.get(name)
-        return entry[key].get("median") if entry and entry.get(key) else None
-
-    add("aiokafka backend >= 0.8x raw getmany loop", ratio("ks_aiokafka"), 0.8, True, "x")
-    add("confluent backend >= 0.5x raw consume thread", ratio("ks_confluent"), 0.5, True, "x")
-    add("memory typed no-op >= 1,000,000 rec/s", median("memory_consume"), 1e6, True, "rec/s")
-    add(
-        "send_many >= 0.8x raw batched send (aiokafka)", ratio("send_many_aiokafka"), 0.8, True, "x"
-    )
-    add(
-        "send_many >= 0.8x raw batched send (confluent)",
-        ratio("send_many_confluent"),
-        0.8,
-        True,
-        "x",
-    )
-    add(
-        "event-loop lag p99 < 5 ms (confluent)", median("lag_confluent", "p99_ms"), 5.0, False, "ms"
-    )
-    for name in ("rss_aiokafka", "rss_confluent"):
-        entry = cases.get(name)
-        runs = [run for run in entry["runs"] if "growth_pct" in run] if entry else []
-        # Growth is what an unbounded prefetch shows; a shrinking RSS passes.
-        growth = max((run["growth_pct"] for run in runs), default=None)
-        add(f"RSS grows < 10% Q1->Q4 ({name[4:]}, slow handler)", growth, 10.0, False, "%")
-    return out
 
 
 if __name__ == "__main__":
