@@ -42,10 +42,9 @@ def _counter(window: Window) -> Any:
 
 async def kpn_consume(p: Params) -> Result:
     """kpn/kstreams 0.34.6, a stream with a typed no-op handler, its default settings."""
-    from kstreams.backends.kafka import Kafka
-
     import kstreams
     from kstreams import ConsumerRecord, create_engine
+    from kstreams.backends.kafka import Kafka
 
     if "site-packages" not in (kstreams.__file__ or ""):
         raise RuntimeError(f"not kpn/kstreams from its virtualenv: {kstreams.__file__}")
@@ -152,9 +151,8 @@ async def aio_send(p: Params) -> Result:
 
 
 async def _kpn_produce(p: Params, many: bool) -> Result:
-    from kstreams.backends.kafka import Kafka
-
     from kstreams import BatchEvent, create_engine
+    from kstreams.backends.kafka import Kafka
 
     n, value = p["produce_records"], b"x" * p["value_size"]
     # A topic of its own, so that what reached it can be counted.
