@@ -544,6 +544,9 @@ async def test_one_worker_thread_makes_every_consumer_call(
         await first.commit({tp: 4})
         assert await first.committed(tp) == 4
         first.pause(tp)
+        # Applied by the worker as the state is when it runs: let the pause land
+        # before resuming, or both jobs would resume.
+        await first.getmany(timeout_ms=100)
         first.resume(tp)
         first.seek(tp, 1)
         assert await first.position(tp) == 1
