@@ -167,7 +167,12 @@ class HandlerRunning:
             if self._transaction is not None and self.consumer is not None:
                 # Exactly-once: nothing of the failed transaction counts, neither its
                 # outputs nor the records it had handled.
-                await self._transaction.abort()
+                try:
+                    await self._transaction.abort()
+                except Exception as abort_error:
+                    logger.error(
+                        "stream %r: aborting its transaction failed: %r", self.name, abort_error
+                    )
                 self.consumer.rewind_handled()
             if self._stopping:
                 if not isinstance(error, ConsumerStoppedError):
@@ -186,25 +191,14 @@ class HandlerRunning:
         policy = self.error_policy
         self.error = exc
         consumer = self.consumer
-        exactly_once = self._transaction is not None and consumer is not None
-        if exactly_once and consumer is not None and policy is StreamErrorPolicy.RESTART:
-            # Its transaction is already aborted: the records it had handled are
-            # read again, and only the failing one is skipped.
-            for record in consumer.in_hand_records():
-                self._skip.add((record.topic, record.partition, record.offset))
-                logger.error(
-                    "stream %r: record %s[%d]@%d will be skipped after it failed "
-                    "(restart policy; its transaction was aborted): %r",
-                    self.name,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc,
-                    exc_info=exc,
-                )
-            return await self._restart()
         if policy is StreamErrorPolicy.RESTART:
-            skipped = consumer.skip_in_hand() if consumer is not None else []
+            if self._transaction is not None and consumer is not None:
+                # Its transaction is already aborted: the records it had handled
+                # are read again, and only the failing one is skipped when it comes.
+                skipped = consumer.in_hand_records()
+                self._skip.update((r.topic, r.partition, r.offset) for r in skipped)
+            else:
+                skipped = consumer.skip_in_hand() if consumer is not None else []
             for record in skipped:
                 logger.error(
                     "stream %r: record %s[%d]@%d skipped after it failed (restart policy): %r",
