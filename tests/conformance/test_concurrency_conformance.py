@@ -13,6 +13,9 @@ from tests.conformance.conftest import Collector, Harness
 from tests.conformance.test_conformance import Assignments, until
 
 
+# On noida the group never settles and the scenario waits out its bounds (about 50 s):
+# room for the engines' bounded stops after it, inside pytest-timeout's limit.
+@pytest.mark.timeout(150)
 @pytest.mark.broker_xfail(
     "noida",
     raises=(TimeoutError, AssertionError),
