@@ -204,19 +204,11 @@ class StreamConsumer(Fetcher):
     def skip_in_hand(self) -> list[RawRecord]:
         """Count every record in hand as handled without handling it (RESTART skips it);
         return them."""
-        skipped: list[RawRecord] = []
+        skipped = self.in_hand_records()
         failed, self._failed = self._failed, None
         if failed is not None:
             failed[0].skip(failed[1].offset)
             self._running.pop((failed[0].tp, failed[1].offset), None)
-            skipped.append(failed[1])
-        held = self._held
-        if held is not None and held.pos:
-            record = held.records[held.pos - 1]
-            if held.part.handled is None or held.part.handled <= record.offset:
-                skipped.append(record)
-        for chunk, start, end in self._held_batch:
-            skipped.extend(chunk.records[start:end])
         self._release()
         return skipped
 
