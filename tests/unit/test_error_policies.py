@@ -26,6 +26,7 @@ from kstreams import (
 from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
 from kstreams.exceptions import DeserializationError
+from tests.offsets import Offsets
 from tests.recording import RecordingBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,26 +56,6 @@ def record_back_offs(stream: kstreams.streams.Stream) -> list[float]:
 
     stream.wait_for_stop = recording_wait  # type: ignore[method-assign]
     return delays
-
-
-class Attempts:
-    """Counts handler attempts per offset and lets a test wait for a total."""
-
-    def __init__(self) -> None:
-        self.offsets: list[int] = []
-        self._changed = asyncio.Event()
-
-    def add(self, offset: int) -> None:
-        self.offsets.append(offset)
-        self._changed.set()
-
-    async def wait_for(self, predicate: Any, within: float = 5) -> None:
-        async def reached() -> None:
-            while not predicate(self.offsets):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(reached(), within)
 
 
 class ClosedListener(RebalanceListener):
@@ -130,7 +111,7 @@ async def test_restart_skips_the_failing_record_and_goes_on(
     cluster = filled("t", 5)
     backend = RecordingBackend(Memory(cluster=cluster))
     engine = create_engine(backend=backend)
-    attempts = Attempts()
+    attempts = Offsets()
 
     @engine.stream(
         "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
@@ -157,7 +138,7 @@ async def test_restart_backs_off_exponentially_and_starts_over_after_a_success()
     handled the next failure waits 0.1 s again."""
     cluster = filled("t", 6)
     engine = create_engine(backend=Memory(cluster=cluster))
-    attempts = Attempts()
+    attempts = Offsets()
 
     @engine.stream(
         "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
@@ -180,7 +161,7 @@ async def test_restart_back_off_starts_over_for_an_async_for_stream() -> None:
     failure waits the first back-off again (it used to keep doubling)."""
     cluster = filled("t", 6)
     engine = create_engine(backend=Memory(cluster=cluster))
-    attempts = Attempts()
+    attempts = Offsets()
 
     @engine.stream(
         "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
@@ -204,7 +185,7 @@ async def test_stop_during_a_restart_back_off_is_prompt() -> None:
     that were not reached stay uncommitted."""
     cluster = filled("t", 3)
     engine = create_engine(backend=Memory(cluster=cluster))
-    attempts = Attempts()
+    attempts = Offsets()
 
     @engine.stream(
         "t", group_id="g", auto_offset_reset="earliest", error_policy=StreamErrorPolicy.RESTART
@@ -263,7 +244,7 @@ async def test_the_failing_record_is_never_committed(policy: StreamErrorPolicy) 
     """Under the stopping policies the group's offset stays at the failing record."""
     cluster = filled("t", 4)
     engine = create_engine(backend=Memory(cluster=cluster))
-    attempts = Attempts()
+    attempts = Offsets()
 
     @engine.stream(
         "t", group_id="g", auto_offset_reset="earliest", error_policy=policy, name="poisoned"
@@ -325,7 +306,7 @@ async def test_a_deserialization_failure_follows_the_restart_policy(fast_restart
     for value in (b"a", b"bad", b"c"):
         cluster.append("t", value)
     engine = create_engine(backend=Memory(cluster=cluster), deserializer=FailingDecoder(1))
-    attempts = Attempts()
+    attempts = Offsets()
     values: list[str] = []
 
     @engine.stream(

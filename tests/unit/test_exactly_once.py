@@ -11,6 +11,7 @@ from kstreams import ConsumerRecord, Send, Stream, StreamErrorPolicy, TopicParti
 from kstreams.backends import Aiokafka, Memory
 from kstreams.backends.memory import MemoryCluster, MemoryConsumer
 from kstreams.exceptions import ConfigError, StreamError
+from tests.offsets import Offsets
 
 IN = TopicPartition("in", 0)
 
@@ -39,30 +40,12 @@ async def committed_values(cluster: MemoryCluster, topic: str = "out") -> list[b
         await reader.stop()
 
 
-class Progress:
-    def __init__(self) -> None:
-        self.offsets: list[int] = []
-        self._changed = asyncio.Event()
-
-    def add(self, offset: int) -> None:
-        self.offsets.append(offset)
-        self._changed.set()
-
-    async def until(self, predicate: Any, within: float = 5) -> None:
-        async def reached() -> None:
-            while not predicate(self.offsets):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(reached(), within)
-
-
 async def test_a_copier_makes_every_input_visible_once_with_its_offsets() -> None:
     """Each input's output is read once by read_committed consumers, and the group's offset
     covers exactly the inputs whose outputs are visible."""
     cluster = filled(30)
     engine = create_engine(backend=Memory(cluster=cluster))
-    progress = Progress()
+    progress = Offsets()
 
     @engine.stream(
         "in", group_id="copier", auto_offset_reset="earliest", processing_guarantee="exactly_once"
@@ -72,7 +55,7 @@ async def test_a_copier_makes_every_input_visible_once_with_its_offsets() -> Non
         progress.add(cr.offset)
 
     await engine.start()
-    await progress.until(lambda offsets: len(offsets) == 30)
+    await progress.wait_for(lambda offsets: len(offsets) == 30)
     await engine.stop()
     assert await committed_values(cluster) == [b"%d!" % i for i in range(30)]
     assert cluster.committed("copier", IN) == 30
@@ -115,7 +98,7 @@ async def test_restart_skips_the_failing_record_and_replays_the_aborted_others()
     is skipped, so every other input is visible exactly once."""
     cluster = filled(10)
     engine = create_engine(backend=Memory(cluster=cluster))
-    progress = Progress()
+    progress = Offsets()
 
     @engine.stream(
         "in",
@@ -132,7 +115,7 @@ async def test_restart_skips_the_failing_record_and_replays_the_aborted_others()
         await send("out", value=cr.value)
 
     await engine.start()
-    await progress.until(lambda offsets: 9 in offsets, within=10)
+    await progress.wait_for(lambda offsets: 9 in offsets, within=10)
     await engine.stop()
     assert progress.offsets == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 7, 8, 9]
     assert await committed_values(cluster) == [b"%d" % i for i in range(10) if i != 5]
@@ -176,7 +159,7 @@ async def test_the_transaction_commits_every_interval_while_running() -> None:
     """Outputs become visible while the stream runs, not only at stop."""
     cluster = filled(3)
     engine = create_engine(backend=Memory(cluster=cluster))
-    progress = Progress()
+    progress = Offsets()
 
     @engine.stream(
         "in",
@@ -191,7 +174,7 @@ async def test_the_transaction_commits_every_interval_while_running() -> None:
         progress.add(cr.offset)
 
     await engine.start()
-    await progress.until(lambda offsets: len(offsets) == 3)
+    await progress.wait_for(lambda offsets: len(offsets) == 3)
     visible = await committed_values(cluster)
     assert visible[:2] == [b"0", b"1"]  # committed after record 1 at the latest
     assert cluster.committed("copier", IN) is not None

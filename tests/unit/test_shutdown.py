@@ -24,6 +24,7 @@ from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
 from kstreams.dead_letter import DeadLetterMiddleware
 from kstreams.exceptions import DeserializationError, KafkaConnectionError
+from tests.offsets import Offsets
 from tests.recording import RecordingBackend, RecordingConsumer
 
 TP = TopicPartition("t", 0)
@@ -34,26 +35,6 @@ def filled(count: int, topic: str = "t") -> MemoryCluster:
     for i in range(count):
         cluster.append(topic, b"%d" % i)
     return cluster
-
-
-class Seen:
-    """Offsets a handler saw, with an event per count reached."""
-
-    def __init__(self) -> None:
-        self.offsets: list[int] = []
-        self._changed = asyncio.Event()
-
-    def add(self, offset: int) -> None:
-        self.offsets.append(offset)
-        self._changed.set()
-
-    async def until(self, count: int, within: float = 5) -> None:
-        async def reached() -> None:
-            while len(self.offsets) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(reached(), within)
 
 
 class BrokerGone(RecordingBackend):
@@ -94,7 +75,7 @@ async def test_stop_is_bounded_and_closes_whatever_the_final_commit_does(
     stop() still closes the client and running is False."""
     backend = BrokerGone(filled(3), hang=broken == "hang", fail=broken == "fail")
     engine = create_engine(backend=backend)
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest")
     async def handle(cr: ConsumerRecord[bytes, bytes]) -> None:
@@ -204,7 +185,7 @@ async def test_a_concurrent_second_stop_waits_for_the_first() -> None:
     """Two engine.stop() calls at once: both return only when everything is committed and closed."""
     cluster = filled(2)
     engine = create_engine(backend=Memory(cluster=cluster))
-    seen = Seen()
+    seen = Offsets()
     release = asyncio.Event()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest")
@@ -250,7 +231,7 @@ async def test_a_swallowed_cancellation_does_not_commit_the_aborted_record() -> 
     it stays uncommitted and is redelivered."""
     cluster = filled(3)
     engine = create_engine(backend=Memory(cluster=cluster))
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest")
     async def stubborn(cr: ConsumerRecord[bytes, bytes]) -> None:
@@ -273,7 +254,7 @@ async def test_an_async_for_loop_swallowing_cancellation_gets_no_next_record() -
     and its record in hand is not committed."""
     cluster = filled(3)
     engine = create_engine(backend=Memory(cluster=cluster))
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest")
     async def loop(stream: Stream) -> None:
@@ -404,7 +385,7 @@ async def test_get_many_with_a_record_handler_calls_it_per_record() -> None:
     """get_many=GetMany(...) with a handler taking one ConsumerRecord calls it once per record."""
     cluster = filled(5)
     engine = create_engine(backend=Memory(cluster=cluster))
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest", get_many=GetMany(max_records=2))
     async def one(cr: ConsumerRecord[bytes, bytes]) -> None:
@@ -438,7 +419,7 @@ async def test_a_poison_pill_reaches_the_dead_letter_middleware() -> None:
     cluster.create_topic("t-dlq")
     engine = create_engine(backend=Memory(cluster=cluster), deserializer=Decoder())
     values: list[int] = []
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream(
         "t",
@@ -485,7 +466,7 @@ async def test_a_normal_stop_of_a_getmany_loop_logs_no_error(
     """A deprecated 'while True: await stream.getmany()' loop ending at stop logs no ERROR."""
     cluster = filled(2)
     engine = create_engine(backend=Memory(cluster=cluster))
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest")
     async def loop(stream: Stream) -> None:
@@ -584,7 +565,7 @@ async def test_an_in_place_deserializer_never_changes_what_is_dead_lettered() ->
         cluster.append("t", value)
     cluster.create_topic("t-dlq")
     engine = create_engine(backend=Memory(cluster=cluster), deserializer=InPlaceDecoder())
-    seen = Seen()
+    seen = Offsets()
 
     @engine.stream(
         "t",
