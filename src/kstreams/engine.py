@@ -221,6 +221,12 @@ class StreamEngine:
         to_start = [s for s in self._streams.values() if not s.is_generator]
         results = await asyncio.gather(*(s.start() for s in to_start), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
+        if failures and self._stop_task is not None:
+            # A stop landed while the streams were joining: it cancelled their
+            # starts, and it is what the caller asked for last.
+            await asyncio.shield(self._stop_task)
+            logger.info("engine %r stopped while it was starting", self.title)
+            return
         if failures:
             await self.stop()
             raise failures[0]

@@ -8,6 +8,8 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from kstreams import fetcher
 from kstreams.concurrency import ORDERINGS, Ordering
 from kstreams.consumer import StreamConsumer
@@ -146,7 +148,7 @@ class Stream(RecordIteration, HandlerRunning):
         self._task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._handed_since_restart = False
-        self._starting: asyncio.Future[None] | None = None
+        self._start_task: asyncio.Task[None] | None = None
         self._stop_event = asyncio.Event()
         self._initial_offsets_applied = False
         self._flow: AsyncIterator[Any] | None = None
@@ -217,9 +219,19 @@ class Stream(RecordIteration, HandlerRunning):
         else:
             port.subscribe(self.topics, listener=consumer)
         self.consumer = consumer
-        if self.processing_guarantee == "exactly_once":
-            self._transaction = await open_transaction(self, backend, consumer, port)
-        await port.start()
+        try:
+            if self.processing_guarantee == "exactly_once":
+                self._transaction = await open_transaction(self, backend, consumer, port)
+            await port.start()
+        except BaseException:
+            # A failed or cancelled start leaves nothing open behind it.
+            transaction, self._transaction = self._transaction, None
+            self.consumer = None
+            with anyio.move_on_after(fetcher.CLOSE_TIMEOUT_S, shield=True):
+                if transaction is not None:
+                    await transaction.stop()
+                await port.stop()
+            raise
         consumer.start_fetching()
         return consumer
 
@@ -228,34 +240,46 @@ class Stream(RecordIteration, HandlerRunning):
     async def start(self) -> None:
         """Connect and join the group; run the handler unless it is a generator.
 
-        Idempotent: a call while a start is under way waits for that one.
+        Idempotent: a call while a start is under way waits for that one. A
+        caller cancelled while it waits cancels the start, and a ``stop()``
+        landing before the start is done cancels it too: joining a group that
+        never settles must not keep a stop waiting. Then ``start`` raises
+        :class:`~kstreams.exceptions.StreamError`.
         """
         if self.running:
             return
-        if self._starting is not None:
-            await asyncio.shield(self._starting)
-            if not self.running:
-                raise StreamError(f"stream {self.name!r} failed to start")
-            return
-        self._starting = asyncio.get_running_loop().create_future()
-        await self._start_reserved()
+        task = self._start_task or self.start_soon()
+        assert task is not None
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.cancel()  # this caller gave up waiting: so does the start
+                raise
+            if task.cancelled():
+                raise StreamError(
+                    f"stream {self.name!r} was stopped while it was starting"
+                ) from None
+            raise
+        if not self.running:
+            raise StreamError(f"stream {self.name!r} failed to start")
 
     def start_soon(self) -> asyncio.Task[None] | None:
         """Start in a task, at once reserved: a ``start()`` or ``stop()`` called from now
-        on waits for it. None if the stream is running or starting already."""
-        if self.running or self._starting is not None:
+        on waits for (or cancels) it. None if the stream is running or starting already."""
+        if self.running or self._start_task is not None:
             return None
-        loop = asyncio.get_running_loop()
-        self._starting = loop.create_future()
-        return loop.create_task(self._start_reserved(), name=f"kstreams-start-{self.name}")
+        task = asyncio.get_running_loop().create_task(
+            self._start(), name=f"kstreams-start-{self.name}"
+        )
+        self._start_task = task
+        # A callback, not a finally: a start cancelled before it ran has none.
+        task.add_done_callback(self._start_done)
+        return task
 
-    async def _start_reserved(self) -> None:
-        try:
-            await self._start()
-        finally:
-            starting, self._starting = self._starting, None
-            if starting is not None:
-                starting.set_result(None)
+    def _start_done(self, task: asyncio.Task[None]) -> None:
+        if self._start_task is task:
+            self._start_task = None
 
     async def _start(self) -> None:
         self._stop_task = None
@@ -284,9 +308,11 @@ class Stream(RecordIteration, HandlerRunning):
         task (its handler), it returns at once and the stop completes in the
         background once the handler returns.
         """
-        starting = self._starting
+        starting = self._start_task
         if starting is not None and not self._in_own_task():
-            await asyncio.shield(starting)
+            # Joining may wait on a group that never settles: a stop does not.
+            starting.cancel()
+            await asyncio.wait({starting})
         task = self._stop_task
         if task is None:
             if not self.running:

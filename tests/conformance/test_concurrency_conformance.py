@@ -60,7 +60,8 @@ async def test_key_ordered_concurrency_across_a_rebalance(harness: Harness, uniq
     for i in range(total):
         await producer.send(topic, value=b"%d" % i, key=b"k%d" % (i % 30))
     await asyncio.wait_for(first_half.wait(), 30)
-    await engines[1].start()
+    # Joining waits on the group: bounded, as a broker may keep it rebalancing.
+    await asyncio.wait_for(engines[1].start(), 30)
 
     def split() -> bool:
         a, b = listeners[0].current, listeners[1].current

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,8 @@ from kstreams.backends.connecting import (
     start_timeout_s,
     unreachable,
 )
+
+logger = logging.getLogger(__name__)
 
 # aiokafka's ConsumerStoppedError and IllegalOperation do not derive from its KafkaError.
 CLIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -61,11 +64,18 @@ def translate(exc: BaseException) -> kerrors.KafkaError:
     return kerrors.KafkaError(message)
 
 
+#: How long a failed or cancelled start waits for its client to close.
+CLOSE_AFTER_FAILED_START_S = 10.0
+
+
 async def close_shielded(client: Any) -> None:
     # A cancelled or failed start must still close the client, or aiokafka warns
-    # about an unclosed client when it is collected.
-    with anyio.CancelScope(shield=True):
+    # about an unclosed client when it is collected; bounded, as the stop that
+    # cancelled the start is.
+    with anyio.move_on_after(CLOSE_AFTER_FAILED_START_S, shield=True) as scope:
         await client.stop()
+    if scope.cancelled_caught:
+        logger.warning("aiokafka client did not close within %.0fs", CLOSE_AFTER_FAILED_START_S)
 
 
 async def start_client(

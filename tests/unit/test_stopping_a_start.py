@@ -1,0 +1,99 @@
+"""A stop that lands while a stream is still joining its group cancels the start, bounded,
+and leaves nothing open: a group that never settles must not keep a stop waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from kstreams import ConsumerRecord, create_engine
+from kstreams.backends import Memory
+from kstreams.backends.memory import MemoryCluster
+from kstreams.exceptions import StreamError
+from tests.recording import RecordingBackend, RecordingConsumer
+
+
+class NeverSettles(RecordingBackend):
+    """Consumers whose start waits for a first assignment that never comes, as aiokafka's
+    does while a broker keeps the group rebalancing."""
+
+    def __init__(self) -> None:
+        super().__init__(Memory(cluster=MemoryCluster()))
+        self.joining = asyncio.Event()
+
+    def create_consumer(self, *, group_id: str | None, options: Mapping[str, Any]) -> Any:
+        consumer: RecordingConsumer = super().create_consumer(group_id=group_id, options=options)
+        inner_start = consumer.start
+
+        async def start() -> None:
+            await inner_start()
+            self.joining.set()
+            await asyncio.Event().wait()
+
+        consumer.start = start  # type: ignore[method-assign]
+        return consumer
+
+
+def engine_with_a_stream(backend: NeverSettles) -> Any:
+    engine = create_engine(backend=backend)
+
+    @engine.stream("t", group_id="g")
+    async def handle(cr: ConsumerRecord[bytes, bytes]) -> None: ...
+
+    return engine
+
+
+async def test_engine_stop_during_a_start_that_never_joins_cancels_it() -> None:
+    """engine.stop() while engine.start() waits on the group: the start returns, the stop
+    returns, and the consumer and the producer are both closed."""
+    backend = NeverSettles()
+    engine = engine_with_a_stream(backend)
+    starting = asyncio.create_task(engine.start())
+    await backend.joining.wait()
+
+    await asyncio.wait_for(engine.stop(), 5)
+    await asyncio.wait_for(starting, 5)
+
+    assert starting.exception() is None
+    assert backend.kinds() == ["producer.start", "consumer.start", "consumer.stop", "producer.stop"]
+    assert not engine.get_stream("handle").running
+
+
+async def test_stream_stop_during_its_start_makes_the_start_raise() -> None:
+    """stream.stop() while stream.start() waits on the group: start raises StreamError
+    naming the stream, and the port it opened is stopped."""
+    backend = NeverSettles()
+    engine = engine_with_a_stream(backend)
+    stream = engine.get_stream("handle")
+    starting = asyncio.create_task(stream.start())
+    await backend.joining.wait()
+
+    await asyncio.wait_for(stream.stop(), 5)
+
+    with pytest.raises(StreamError, match="'handle' was stopped while it was starting"):
+        await starting
+    assert backend.kinds()[-1] == "consumer.stop"
+    assert not stream.running
+
+
+async def test_a_caller_that_gives_up_waiting_cancels_the_start() -> None:
+    """A start bounded by the caller (wait_for) that times out leaves no consumer open, and
+    the stream can be started again."""
+    backend = NeverSettles()
+    engine = engine_with_a_stream(backend)
+    stream = engine.get_stream("handle")
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(stream.start(), 0.2)
+
+    assert backend.kinds()[-2:] == ["consumer.start", "consumer.stop"]
+    assert not stream.running
+    second = asyncio.create_task(stream.start())
+    await asyncio.sleep(0.05)
+    assert backend.kinds().count("consumer.start") == 2
+    await stream.stop()
+    with pytest.raises(StreamError):
+        await second
