@@ -254,12 +254,17 @@ class StreamListener:
 
     async def on_partitions_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         self.stream._assigned.clear()
+        if self.stream._transaction is not None:
+            await self.stream._transaction.on_revoked(revoked)
         listener = self.stream.rebalance_listener
         if listener is not None:
             await listener.on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         stream = self.stream
+        if stream._transaction is not None:
+            # Exactly-once: each partition's producer fences its former owner first.
+            await stream._transaction.on_assigned(assigned)
         if stream.initial_offsets and not stream._initial_offsets_applied:
             stream._initial_offsets_applied = True
             consumer = stream.consumer

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
 from kstreams import ConsumerRecord, Send, Stream, StreamErrorPolicy, TopicPartition, create_engine
-from kstreams.backends import Aiokafka, Memory
+from kstreams.backends import Aiokafka, Confluent, Memory
 from kstreams.backends.memory import MemoryCluster, MemoryConsumer
 from kstreams.exceptions import ConfigError, StreamError
 from tests.offsets import Offsets
@@ -206,8 +207,31 @@ def test_exactly_once_is_checked_at_declaration() -> None:
         @engine.stream("in", group_id="g", processing_guarantee="twice")  # type: ignore[arg-type]
         async def twice(cr: ConsumerRecord[Any, Any]) -> None: ...
 
-    real = create_engine(backend=Aiokafka(bootstrap_servers="127.0.0.1:1"))
-    with pytest.raises(ConfigError, match="the aiokafka backend does not provide"):
+    other = create_engine(backend=_NoTransactions())
+    with pytest.raises(ConfigError, match="the plain backend does not provide"):
 
-        @real.stream("in", group_id="g", processing_guarantee="exactly_once")
+        @other.stream("in", group_id="g", processing_guarantee="exactly_once")
         async def elsewhere(cr: ConsumerRecord[Any, Any]) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _NoTransactions(Memory):
+    """A backend whose producers have no transactions."""
+
+    name: str = dataclasses.field(default="plain", init=False)
+
+
+def test_every_backend_of_the_package_has_transactions() -> None:
+    """aiokafka, confluent and memory all accept an exactly-once stream at declaration."""
+    backends = [
+        Aiokafka(bootstrap_servers="127.0.0.1:1"),
+        Confluent(bootstrap_servers="127.0.0.1:1"),
+        Memory(),
+    ]
+    for backend in backends:
+        engine = create_engine(backend=backend)
+
+        @engine.stream("in", group_id="g", processing_guarantee="exactly_once")
+        async def copy(cr: ConsumerRecord[Any, Any]) -> None: ...
+
+        assert copy.processing_guarantee == "exactly_once"

@@ -14,6 +14,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from kstreams import exceptions as kerrors
 from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, start_client, translate
+from kstreams.backends.aiokafka.transactional import AiokafkaGroupMetadata
 from kstreams.options import (
     CONSUMER_OPTIONS,
     CORE_CONSUMER_OPTIONS,
@@ -69,7 +70,7 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._callbacks.on_partitions_assigned(_from_client_tps(assigned))
 
 
-class AiokafkaConsumer:
+class AiokafkaConsumer(AiokafkaGroupMetadata):
     def __init__(self, *, group_id: str | None = None, **aiokafka_consumer_kwargs: Any) -> None:
         check_options("AiokafkaConsumer", aiokafka_consumer_kwargs, CONSUMER_OPTIONS)
         options = {

@@ -10,6 +10,7 @@ import aiokafka
 
 from kstreams import exceptions as kerrors
 from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, close_shielded, start_client, translate
+from kstreams.backends.aiokafka.transactional import AiokafkaTransactions
 from kstreams.options import PRODUCER_OPTIONS, check_options
 from kstreams.records import CREATE_TIME, Headers, RecordMetadata
 
@@ -44,7 +45,7 @@ class _Delivery:
         )
 
 
-class AiokafkaProducer:
+class AiokafkaProducer(AiokafkaTransactions):
     def __init__(self, **aiokafka_producer_kwargs: Any) -> None:
         check_options("AiokafkaProducer", aiokafka_producer_kwargs, PRODUCER_OPTIONS)
         self._options = aiokafka_producer_kwargs

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 from kstreams.backends.confluent.config import MAX_BATCH_SIZE, ConsumerConfig, consumer_config
 from kstreams.backends.confluent.consumer_thread import ConsumerThreadSide, State
 from kstreams.backends.confluent.errors import guarded, log
+from kstreams.backends.confluent.transactional import ConfluentGroupMetadata
 from kstreams.backends.confluent.worker import Worker
 from kstreams.exceptions import (
     ConfigError,
@@ -37,7 +38,7 @@ T = TypeVar("T")
 CLOSE_TIMEOUT_S = 10.0
 
 
-class ConfluentConsumer(ConsumerThreadSide):
+class ConfluentConsumer(ConsumerThreadSide, ConfluentGroupMetadata):
     def __init__(
         self,
         *,

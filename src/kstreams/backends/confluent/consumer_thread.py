@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message
 from confluent_kafka import KafkaError as RdKafkaError
@@ -81,6 +81,10 @@ class ConsumerThreadSide:
     # Written by librdkafka's and the worker's threads, read on the loop.
     _connected: bool
     _next_probe: float
+
+    if TYPE_CHECKING:  # from ConfluentGroupMetadata (transactional.py)
+
+        def _note_group_metadata(self, client: Consumer) -> None: ...
 
     async def _call_listener(self, method: str, partitions: frozenset[TopicPartition]) -> None:
         try:
@@ -196,6 +200,7 @@ class ConsumerThreadSide:
         self._positions.update(starts)
         self._assignment = assigned
         self._paused = frozenset()
+        self._note_group_metadata(client)
         self._run_listener("on_partitions_assigned", assigned)
 
     def _on_revoke(self, _consumer: Consumer, _partitions: list[RdTopicPartition]) -> None:

@@ -29,6 +29,7 @@ from kstreams.backends.confluent.errors import (
     translate_exception,
 )
 from kstreams.backends.confluent.messages import first_metadata
+from kstreams.backends.confluent.transactional import ConfluentTransactions
 from kstreams.exceptions import (
     ConfigError,
     IllegalStateError,
@@ -48,7 +49,7 @@ ROOM_WAIT_S = 0.1
 CLOSE_TIMEOUT_S = 10.0
 
 
-class ConfluentProducer:
+class ConfluentProducer(ConfluentTransactions):
     def __init__(self, *, extra_config: Mapping[str, Any] | None = None, **options: Any) -> None:
         self._config = producer_config(options=options, extra_config=extra_config or {})
         self._state: _State = "new"

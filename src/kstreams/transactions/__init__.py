@@ -1,0 +1,180 @@
+"""Exactly-once streams: what the handler sends and the offsets it consumed, in one transaction.
+
+A stream declared with ``processing_guarantee="exactly_once"`` owns one
+transactional producer per input partition it is assigned
+(:mod:`.partitioned` says why). Everything its handler produces for a record
+(the injected ``send``, or ``engine.send`` called from the handler's task)
+goes into the open transaction of that record's partition; the stream's
+commits become ``send_offsets_to_transaction`` plus ``commit_transaction`` on
+each partition, made between records (at least every
+``auto_commit_interval_ms``, default 100 ms), on revoke and on stop. A
+handler that raises aborts the transactions: none of their outputs become
+visible to ``read_committed`` consumers, their offsets are not committed, and
+the stream starts again from the last committed offsets.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from kstreams.exceptions import ConfigError, StreamError
+from kstreams.injection import HandlerKind
+from kstreams.records import TopicPartition
+from kstreams.transactions.partitioned import (
+    PartitionTransaction,
+    StreamTransaction,
+    transactional_id,
+)
+
+if TYPE_CHECKING:
+    from kstreams.consumer import StreamConsumer
+    from kstreams.ports import Backend, ConsumerPort
+    from kstreams.streams import Stream
+
+logger = logging.getLogger("kstreams.transactions")
+
+Guarantee = Literal["at_least_once", "exactly_once"]
+GUARANTEES: tuple[Guarantee, ...] = ("at_least_once", "exactly_once")
+#: How often an exactly-once stream commits its transaction unless told otherwise (as Kafka
+#: Streams does).
+EXACTLY_ONCE_COMMIT_INTERVAL_MS = 100
+#: Backends whose producers implement ``TransactionalProducerPort``.
+TRANSACTIONAL_BACKENDS = frozenset({"aiokafka", "confluent", "memory"})
+
+#: The exactly-once transaction of the stream whose task is running, for ``engine.send``.
+current: contextvars.ContextVar[StreamTransaction | None] = contextvars.ContextVar(
+    "kstreams_transaction", default=None
+)
+
+
+def check_guarantee(stream: Stream, guarantee: Any, options: dict[str, Any]) -> Guarantee:
+    """Validate ``processing_guarantee`` against the rest of the declaration."""
+    if guarantee not in GUARANTEES:
+        raise StreamError(
+            f"stream {stream.name!r}: processing_guarantee must be one of {GUARANTEES}, "
+            f"got {guarantee!r}"
+        )
+    checked: Guarantee = guarantee
+    if checked == "at_least_once":
+        return checked
+    problems = []
+    if stream.group_id is None:
+        problems.append("a group_id (offsets are committed in the group's name)")
+    if options.get("enable_auto_commit") is False:
+        problems.append("enable_auto_commit left on (the transaction commits the offsets)")
+    if stream.concurrency > 1:
+        problems.append("concurrency=1 (a transaction follows one record after the other)")
+    if stream.spec.is_generator:
+        problems.append("a handler that returns (a generator's caller decides, not the stream)")
+    elif stream.spec.kind is HandlerKind.STREAM:
+        problems.append(
+            "a typed handler, async def f(cr: ConsumerRecord, send: Send) (the stream commits "
+            "between records; an 'async for' loop has no such point)"
+        )
+    if problems:
+        raise StreamError(
+            f"stream {stream.name!r}: processing_guarantee='exactly_once' needs "
+            + "; ".join(problems)
+        )
+    options.setdefault("auto_commit_interval_ms", EXACTLY_ONCE_COMMIT_INTERVAL_MS)
+    options.setdefault("isolation_level", "read_committed")
+    return checked
+
+
+def check_backend(backend: Backend) -> None:
+    """Raise ``ConfigError`` naming ``backend`` if it has no transactions (yet)."""
+    if backend.name not in TRANSACTIONAL_BACKENDS:
+        available = ", ".join(sorted(TRANSACTIONAL_BACKENDS))
+        raise ConfigError(
+            f"processing_guarantee='exactly_once' needs transactions, which the {backend.name} "
+            f"backend does not provide yet (available on: {available})"
+        )
+
+
+async def open_transaction(
+    stream: Stream, backend: Backend, consumer: StreamConsumer, port: ConsumerPort
+) -> StreamTransaction:
+    """The transactions of ``stream``'s new ``consumer``, which commits through them.
+
+    A new set per consumer (a RESTART makes a new consumer); the stream's
+    previous one is closed first. Each partition's producer starts when the
+    partition is assigned (see :mod:`.partitioned`).
+    """
+    check_backend(backend)
+    previous = stream._transaction
+    if previous is not None:
+        await previous.stop()
+    transaction = StreamTransaction(stream, backend, consumer, port)
+    consumer.committer = transaction.commit
+    return transaction
+
+
+def exactly_once_handler(
+    stream: Stream, consumer: StreamConsumer, handler: Callable[[Any], Awaitable[Any]]
+) -> Callable[[Any], Awaitable[Any]]:
+    """``handler``, then the transaction's commit once ``auto_commit_interval_ms`` passed.
+
+    The commit is made here, between records in the stream's own task, never
+    while a handler is half-way (its outputs would be committed without its
+    offset). A record the RESTART policy skips is passed over here. A batch
+    handler is called once per partition of the batch, so that what it sends
+    goes into that partition's transaction.
+    """
+    transaction = stream._transaction
+    if transaction is None:
+        raise StreamError(f"stream {stream.name!r} has no transaction")
+    interval_s = stream.auto_commit_interval_ms / 1000
+    last = time.monotonic()
+    skip = stream._skip
+
+    async def handle(cr: Any) -> Any:
+        nonlocal last
+        records = cr if isinstance(cr, list) else [cr]
+        if skip and not isinstance(cr, list):
+            where = (cr.topic, cr.partition, cr.offset)
+            if where in skip:
+                skip.discard(where)
+                return None
+        if isinstance(cr, list):
+            result = None
+            for tp, part in _by_partition(cr).items():
+                transaction.handling = tp
+                result = await handler(part)
+        else:
+            transaction.handling = TopicPartition(cr.topic, cr.partition)
+            result = await handler(cr)
+        if time.monotonic() - last >= interval_s:
+            last = time.monotonic()
+            await consumer.commit_handled(
+                {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
+            )
+        return result
+
+    return handle
+
+
+def _by_partition(records: list[Any]) -> dict[TopicPartition, list[Any]]:
+    parts: dict[TopicPartition, list[Any]] = {}
+    for record in records:
+        parts.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+    return parts
+
+
+__all__ = [
+    "EXACTLY_ONCE_COMMIT_INTERVAL_MS",
+    "GUARANTEES",
+    "TRANSACTIONAL_BACKENDS",
+    "Guarantee",
+    "PartitionTransaction",
+    "StreamTransaction",
+    "check_backend",
+    "check_guarantee",
+    "current",
+    "exactly_once_handler",
+    "open_transaction",
+    "transactional_id",
+]
