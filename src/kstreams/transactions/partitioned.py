@@ -175,19 +175,30 @@ class StreamTransaction:
         new = [tp for tp in sorted(assigned) if tp not in self.partitions]
         if not new:
             return
-        started = await asyncio.gather(*(self._start(tp) for tp in new), return_exceptions=True)
-        for tp, outcome in zip(new, started, strict=True):
-            if isinstance(outcome, BaseException):
-                logger.error(
-                    "stream %r: the transactional producer of %s did not start: %r",
-                    self.stream.name,
-                    tp,
-                    outcome,
-                )
-                continue
-            committed = await self.consumer.committed(tp)
-            if committed is not None and tp in self.consumer.assignment():
-                self.consumer.seek(tp, committed)
+        consumer = self.consumer
+        # Held before the first await: nothing of them is handed out (a client may
+        # fetch while this runs) until their producers fenced the former owners.
+        held = [tp for tp in new if tp not in consumer.paused()]
+        if held:
+            consumer.pause(*held)
+        try:
+            started = await asyncio.gather(*(self._start(tp) for tp in new), return_exceptions=True)
+            for tp, outcome in zip(new, started, strict=True):
+                if isinstance(outcome, BaseException):
+                    logger.error(
+                        "stream %r: the transactional producer of %s did not start: %r",
+                        self.stream.name,
+                        tp,
+                        outcome,
+                    )
+                    continue
+                offset = await consumer.committed(tp)
+                if offset is not None and tp in consumer.assignment():
+                    consumer.seek(tp, offset)
+        finally:
+            still = [tp for tp in held if tp in consumer.assignment()]
+            if still and not consumer.closed:
+                consumer.resume(*still)
 
     async def _start(self, tp: TopicPartition) -> None:
         txn_id = transactional_id(self.stream, tp)
