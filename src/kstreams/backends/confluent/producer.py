@@ -306,7 +306,13 @@ class ConfluentProducer(ConfluentTransactions):
 
     def _poll(self, producer: Producer) -> None:
         while self._polling.is_set():
-            producer.poll(0.1)
+            try:
+                producer.poll(0.1)
+            except KafkaException as exc:
+                # A transactional producer's fatal error (fenced) is raised by poll
+                # too; every call raises it from now on, the reports still come.
+                self._fatal = self._fatal or translate_exception(exc)
+                time.sleep(0.1)
 
     def _flush(self) -> None:
         producer = self._producer
