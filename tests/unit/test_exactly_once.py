@@ -12,6 +12,7 @@ from kstreams import ConsumerRecord, Send, Stream, StreamErrorPolicy, TopicParti
 from kstreams.backends import Aiokafka, Confluent, Memory
 from kstreams.backends.memory import MemoryCluster, MemoryConsumer
 from kstreams.exceptions import ConfigError, StreamError
+from kstreams.transactions import transactional_id
 from tests.offsets import Offsets
 
 IN = TopicPartition("in", 0)
@@ -181,6 +182,75 @@ async def test_the_transaction_commits_every_interval_while_running() -> None:
     assert cluster.committed("copier", IN) is not None
     await engine.stop()
     assert await committed_values(cluster) == [b"0", b"1", b"2"]
+
+
+async def test_an_idle_stream_commits_its_last_transaction_within_the_interval() -> None:
+    """With no record coming after the last one, its transaction is still committed once the
+    interval is over, without a stop (an idle stream leaves nothing open)."""
+    cluster = filled(3)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    progress = Offsets()
+
+    @engine.stream(
+        "in",
+        group_id="copier",
+        auto_offset_reset="earliest",
+        processing_guarantee="exactly_once",
+        auto_commit_interval_ms=200,
+    )
+    async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+        await send("out", value=cr.value)
+        progress.add(cr.offset)
+
+    await engine.start()
+    try:
+        await progress.until(3)
+        deadline = asyncio.get_running_loop().time() + 5
+        while cluster.committed("copier", IN) != 3:
+            assert asyncio.get_running_loop().time() < deadline, "never committed while idle"
+            await asyncio.sleep(0.02)
+        assert await committed_values(cluster) == [b"0", b"1", b"2"]
+    finally:
+        await engine.stop()
+
+
+async def test_each_input_partition_has_its_own_stable_transactional_id() -> None:
+    """Two input partitions: two producers, with ids {group}.{stream}.{topic}-{partition}
+    (or {transactional_id}.{topic}-{partition}); each partition's outputs commit with it."""
+    cluster = MemoryCluster()
+    cluster.create_topic("in", 2)
+    cluster.create_topic("out", 1)
+    for i in range(10):
+        cluster.append("in", b"%d" % i, partition=i % 2)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    progress = Offsets()
+    ids: set[str] = set()
+
+    @engine.stream(
+        "in", group_id="copier", auto_offset_reset="earliest", processing_guarantee="exactly_once"
+    )
+    async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+        await send("out", value=cr.value)
+        transaction = copy._transaction
+        assert transaction is not None
+        ids.update(t.transactional_id for t in transaction.partitions.values())
+        progress.add(cr.offset)
+
+    await engine.start()
+    await progress.until(10)
+    await engine.stop()
+    assert ids == {"copier.copy.in-0", "copier.copy.in-1"}
+    assert sorted(await committed_values(cluster)) == sorted(b"%d" % i for i in range(10))
+    assert cluster.committed("copier", TopicPartition("in", 0)) == 5
+    assert cluster.committed("copier", TopicPartition("in", 1)) == 5
+    named = Stream(
+        "in",
+        func=copy.func,
+        group_id="g",
+        processing_guarantee="exactly_once",
+        transactional_id="ledger",
+    )
+    assert transactional_id(named, TopicPartition("in", 1)) == "ledger.in-1"
 
 
 def test_exactly_once_is_checked_at_declaration() -> None:

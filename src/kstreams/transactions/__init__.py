@@ -15,6 +15,7 @@ the stream starts again from the last committed offsets.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -116,45 +117,111 @@ async def open_transaction(
 def exactly_once_handler(
     stream: Stream, consumer: StreamConsumer, handler: Callable[[Any], Awaitable[Any]]
 ) -> Callable[[Any], Awaitable[Any]]:
-    """``handler``, then the transaction's commit once ``auto_commit_interval_ms`` passed.
+    """``handler``, then the transactions' commit once ``auto_commit_interval_ms`` passed.
 
-    The commit is made here, between records in the stream's own task, never
-    while a handler is half-way (its outputs would be committed without its
-    offset). A record the RESTART policy skips is passed over here. A batch
-    handler is called once per partition of the batch, so that what it sends
-    goes into that partition's transaction.
+    The commit is made between records, never while a handler is half-way
+    (its outputs would be committed without its offset): after a record when
+    the interval is over, or by a timer once it is over when no record came
+    since (an idle stream's last transaction must not stay open). A record the
+    RESTART policy skips is passed over here. A batch handler is called once
+    per partition of the batch, so that what it sends goes into that
+    partition's transaction.
     """
     transaction = stream._transaction
     if transaction is None:
         raise StreamError(f"stream {stream.name!r} has no transaction")
-    interval_s = stream.auto_commit_interval_ms / 1000
-    last = time.monotonic()
+    commits = IntervalCommits(stream.name, consumer, stream.auto_commit_interval_ms / 1000)
+    transaction.on_stop(commits.cancel)
     skip = stream._skip
+    gate = commits.gate
 
     async def handle(cr: Any) -> Any:
-        nonlocal last
         records = cr if isinstance(cr, list) else [cr]
         if skip and not isinstance(cr, list):
             where = (cr.topic, cr.partition, cr.offset)
             if where in skip:
                 skip.discard(where)
                 return None
-        if isinstance(cr, list):
-            result = None
-            for tp, part in _by_partition(cr).items():
-                transaction.handling = tp
-                result = await handler(part)
-        else:
-            transaction.handling = TopicPartition(cr.topic, cr.partition)
-            result = await handler(cr)
-        if time.monotonic() - last >= interval_s:
-            last = time.monotonic()
-            await consumer.commit_handled(
-                {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
-            )
+        async with gate:
+            commits.raise_failure()
+            if isinstance(cr, list):
+                result = None
+                for tp, part in _by_partition(cr).items():
+                    transaction.handling = tp
+                    result = await handler(part)
+            else:
+                transaction.handling = TopicPartition(cr.topic, cr.partition)
+                result = await handler(cr)
+            if commits.due():
+                await commits.commit(
+                    {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
+                )
+            else:
+                commits.schedule()
         return result
 
     return handle
+
+
+class IntervalCommits:
+    """When an exactly-once stream commits: every ``interval_s``, between records."""
+
+    def __init__(self, name: str, consumer: StreamConsumer, interval_s: float) -> None:
+        self.name = name
+        self.consumer = consumer
+        self.interval_s = interval_s
+        #: Held while a record is handled, and by the timer's commit.
+        self.gate = asyncio.Lock()
+        self.last = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.interval_s
+
+    async def commit(self, also: dict[TopicPartition, int] | None = None) -> None:
+        self.last = time.monotonic()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.consumer.commit_handled(also)
+
+    def schedule(self) -> None:
+        """Commit at the end of the interval unless a record does it first."""
+        if self._timer is None:
+            delay = max(0.0, self.last + self.interval_s - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(
+            self._idle_commit(), name=f"kstreams-commit-{self.name}"
+        )
+
+    async def _idle_commit(self) -> None:
+        async with self.gate:
+            if self.consumer.closed or self.consumer.stopping or self._failure is not None:
+                return
+            try:
+                await self.commit()
+            except Exception as exc:
+                # Raised from the next record's handling: the error policy applies.
+                logger.error("stream %r: committing its transactions failed: %r", self.name, exc)
+                self._failure = exc
+
+    def raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
 
 
 def _by_partition(records: list[Any]) -> dict[TopicPartition, list[Any]]:

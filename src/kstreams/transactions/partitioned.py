@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from kstreams.exceptions import IllegalStateError, KafkaError, StreamError
@@ -145,6 +145,11 @@ class StreamTransaction:
         #: The input partition of the record being handled.
         self.handling: TopicPartition | None = None
         self._lock = asyncio.Lock()
+        self._on_stop: list[Callable[[], None]] = []
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the transactions stop (a commit timer is cancelled)."""
+        self._on_stop.append(callback)
 
     # -- what the handler's sends use ------------------------------------------
 
@@ -234,6 +239,9 @@ class StreamTransaction:
         partition's transaction is aborted (see :meth:`PartitionTransaction.commit`).
         """
         async with self._lock:
+            owned = self.consumer.assignment()
+            # A partition revoked meanwhile was committed by its revoke: passed over.
+            offsets = {tp: o for tp, o in offsets.items() if tp in self.partitions or tp in owned}
             missing = sorted(tp for tp in offsets if tp not in self.partitions)
             if missing:
                 raise IllegalStateError(
@@ -271,6 +279,9 @@ class StreamTransaction:
 
     async def stop(self) -> None:
         """Abort what is still open (a stop commits first: this is what it left) and close."""
+        callbacks, self._on_stop = self._on_stop, []
+        for callback in callbacks:
+            callback()
         async with self._lock:
             gone, self.partitions = list(self.partitions.values()), {}
         await asyncio.gather(*(self._close_quietly(txn) for txn in gone))
