@@ -462,13 +462,16 @@ def main() -> None:
     # The case modules import this file as ``cases``, a second copy of ``__main__``.
     sys.modules.setdefault("cases", sys.modules[__name__])
     import concurrency_cases
+    import eos_cases
     import lag_rss_cases
     import profile_cases
 
     if case.startswith("conc_"):
         outcome = concurrency_cases.run(case, params)
     else:
-        outcome = {**CASES, **lag_rss_cases.CASES, **profile_cases.CASES}[case](params)
+        outcome = {**CASES, **lag_rss_cases.CASES, **profile_cases.CASES, **eos_cases.CASES}[case](
+            params
+        )
     if asyncio.iscoroutine(outcome):
         outcome = asyncio.run(outcome)
     outcome["pid"] = os.getpid()

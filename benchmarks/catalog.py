@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import concurrency_cases
+import eos_cases
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,17 @@ LAG = [
 CONCURRENCY = [
     Case(name, "handler sleeping 5 ms, " + name, "concurrency") for name in concurrency_cases.NAMES
 ]
-CASES = [*CONSUME, *PEER_CONSUME, *MEMORY, *PRODUCE, *LAG, *CONCURRENCY]
+EOS = [
+    Case(
+        name,
+        ("exactly-once" if name.startswith("eos") else "at-least-once")
+        + f" copy, {name.rsplit('_', 1)[1]} (noida-db)",
+        "eos",
+        None if name.startswith("alo") else name.replace("eos_", "alo_"),
+    )
+    for name in eos_cases.NAMES
+]
+CASES = [*CONSUME, *PEER_CONSUME, *MEMORY, *PRODUCE, *LAG, *CONCURRENCY, *EOS]
 #: With ``--baseline REF``: the typed no-op cases on REF's sources (``base_<case>``).
 BASELINE_CASES = [
     Case(

@@ -11,6 +11,7 @@ SECTIONS = {
     "consume": "Consuming (first record to N-th; group join excluded)",
     "memory": "Memory backend",
     "produce": "Producing",
+    "eos": "Exactly-once copy vs at-least-once copy (noida-db, first record to N-th)",
 }
 
 
