@@ -2,7 +2,7 @@
 
 Tansu (the run's broker) has no transaction isolation, so each case starts
 its own noida-db on a free loopback port, as ``tests/broker.py`` does,
-pre-loads ``eos_records`` records on 3 partitions and copies them with a
+pre-loads the run's record count (at most 20,000) on 3 partitions and copies them with a
 typed handler, ``await send(out, value=cr.value, key=cr.key)``: with
 ``processing_guarantee="exactly_once"`` (one transaction per input
 partition, committed every 100 ms) or the default at-least-once (auto-commit
@@ -29,6 +29,8 @@ PARTITIONS = 3
 #: noida-db refuses sessions under 6 s.
 GROUP_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 BACKENDS = ("aiokafka", "confluent")
+#: Records copied per case: the run's pre-load count, at most this.
+MAX_RECORDS = 20_000
 NAMES = [f"{kind}_copy_{backend}" for backend in BACKENDS for kind in ("alo", "eos")]
 
 
@@ -71,7 +73,7 @@ async def _copy(bootstrap: str, name: str, p: Params) -> Result:
     from kstreams import ConsumerRecord, Send, create_engine
 
     kind, _, backend = name.split("_")
-    n = int(p.get("eos_records", 20_000))
+    n = int(p.get("eos_records") or min(int(p.get("records", MAX_RECORDS)), MAX_RECORDS))
     topic = f"eos-bench-{uuid.uuid4().hex[:8]}"
     out = f"{topic}-out"
     await _preload(bootstrap, topic, out, n, int(p.get("value_size", 100)))
