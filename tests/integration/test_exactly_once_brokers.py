@@ -255,3 +255,64 @@ async def test_a_producer_taking_the_partitions_id_fences_the_stream(
             await successor.stop()
     assert await read_all(noida_bootstrap, sink) == []
     assert await committed(noida_bootstrap, group) == {}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_zombie_member_that_lost_its_partition_is_fenced(
+    backend: str, noida_bootstrap: str
+) -> None:
+    """A member stuck in its handler with a transaction open is replaced in the group (a new
+    member with its static group_instance_id takes the partition): the new owner fences the
+    zombie's producer, so its late commit fails and every input is in the output once."""
+    source, sink = await topics(noida_bootstrap, partitions=1)
+    await fill(noida_bootstrap, source, 10, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    static = {**TIMINGS, "group_instance_id": "ledger-1"}
+    zombie, successor = engine_for(backend, noida_bootstrap), engine_for(backend, noida_bootstrap)
+    stuck, release = asyncio.Event(), asyncio.Event()
+    copied = Offsets()
+
+    @zombie.stream(
+        source,
+        name="copy",
+        group_id=group,
+        auto_offset_reset="earliest",
+        processing_guarantee="exactly_once",
+        auto_commit_interval_ms=60_000,
+        **static,
+    )
+    async def old(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+        await send(sink, value=cr.value)
+        if cr.offset == 5:
+            stuck.set()
+            await release.wait()
+
+    @successor.stream(
+        source,
+        name="copy",
+        group_id=group,
+        auto_offset_reset="earliest",
+        processing_guarantee="exactly_once",
+        **static,
+    )
+    async def new(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+        await send(sink, value=cr.value)
+        copied.add(cr.offset)
+
+    await zombie.start()
+    try:
+        await asyncio.wait_for(stuck.wait(), 60)
+        await successor.start()
+        await copied.wait_for(lambda offsets: 9 in offsets, within=60)
+        deadline = time.monotonic() + 30
+        while (await committed(noida_bootstrap, group)).get(TopicPartition(source, 0)) != 10:
+            assert time.monotonic() < deadline, "the successor never committed"
+            await asyncio.sleep(0.1)
+        release.set()  # the zombie wakes up and tries to commit what it did
+        await asyncio.wait_for(old.stop(), 30)
+    finally:
+        release.set()
+        await zombie.stop()
+        await successor.stop()
+    assert sorted(await read_all(noida_bootstrap, sink)) == sorted(b"%d" % i for i in range(10))
+    assert await committed(noida_bootstrap, group) == {TopicPartition(source, 0): 10}
