@@ -316,3 +316,31 @@ async def test_a_zombie_member_that_lost_its_partition_is_fenced(
         await successor.stop()
     assert sorted(await read_all(noida_bootstrap, sink)) == sorted(b"%d" % i for i in range(10))
     assert await committed(noida_bootstrap, group) == {TopicPartition(source, 0): 10}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_group_metadata_names_the_members_generation(
+    backend: str, noida_bootstrap: str
+) -> None:
+    """Once assigned, a consumer port's group metadata names its group, a generation >= 1 and
+    its member id (confluent's own object rides along for send_offsets_to_transaction)."""
+    source, _ = await topics(noida_bootstrap, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    settings = Aiokafka if backend == "aiokafka" else Confluent
+    port: Any = settings(bootstrap_servers=noida_bootstrap).create_consumer(
+        group_id=group, options={"auto_offset_reset": "earliest", **TIMINGS}
+    )
+    port.subscribe([source])
+    await port.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not port.assignment():
+            assert time.monotonic() < deadline, "never assigned"
+            await port.getmany(timeout_ms=100)
+        metadata = port.group_metadata()
+    finally:
+        await port.stop()
+    assert metadata.group_id == group
+    assert metadata.generation_id >= 1
+    assert metadata.member_id
+    assert (metadata.client_metadata is not None) == (backend == "confluent")
