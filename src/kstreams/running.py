@@ -174,6 +174,16 @@ class HandlerRunning:
                         "stream %r: aborting its transaction failed: %r", self.name, abort_error
                     )
                 self.consumer.rewind_handled()
+                if isinstance(error, transactions.CommitRefused) and not self._stopping:
+                    logger.warning(
+                        "stream %r: its transactions were refused (%r); it rejoins its group "
+                        "and handles their records again",
+                        self.name,
+                        error.__cause__,
+                    )
+                    if await self._restart():
+                        continue
+                    return
             if self._stopping:
                 if not isinstance(error, ConsumerStoppedError):
                     self.error = error

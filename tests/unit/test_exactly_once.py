@@ -10,7 +10,7 @@ import pytest
 
 from kstreams import ConsumerRecord, Send, Stream, StreamErrorPolicy, TopicPartition, create_engine
 from kstreams.backends import Aiokafka, Confluent, Memory
-from kstreams.backends.memory import MemoryCluster, MemoryConsumer
+from kstreams.backends.memory import MemoryCluster, MemoryConsumer, MemoryProducer
 from kstreams.exceptions import ConfigError, StreamError
 from kstreams.transactions import transactional_id
 from tests.offsets import Offsets
@@ -251,6 +251,42 @@ async def test_each_input_partition_has_its_own_stable_transactional_id() -> Non
         transactional_id="ledger",
     )
     assert transactional_id(named, TopicPartition("in", 1)) == "ledger.in-1"
+
+
+async def test_a_fenced_stream_rejoins_and_redoes_the_aborted_records_once() -> None:
+    """A newer producer takes the partition's id while the stream has a transaction open: the
+    stream's commit is refused, it rejoins with a new consumer instead of failing, and every
+    input is in the output once."""
+    cluster = filled(6)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    progress = Offsets()
+
+    @engine.stream(
+        "in",
+        group_id="copier",
+        auto_offset_reset="earliest",
+        processing_guarantee="exactly_once",
+        auto_commit_interval_ms=60_000,
+    )
+    async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+        await send("out", value=cr.value)
+        progress.add(cr.offset)
+
+    await engine.start()
+    try:
+        await progress.until(6)
+        fencer = MemoryProducer(cluster, transactional_id=transactional_id(copy, IN))
+        await fencer.start()  # a new epoch: the stream's open transaction is aborted
+        await fencer.stop()
+        cluster.append("in", b"6")  # the next record finds the commit refused
+        await progress.wait_for(lambda offsets: offsets.count(6) == 1 and len(offsets) > 7)
+        assert copy.running
+        assert copy.error is None
+    finally:
+        await engine.stop()
+    assert progress.offsets == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 6]
+    assert await committed_values(cluster) == [b"%d" % i for i in range(7)]
+    assert cluster.committed("copier", IN) == 7
 
 
 def test_exactly_once_is_checked_at_declaration() -> None:

@@ -22,7 +22,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from kstreams.exceptions import ConfigError, StreamError
+from kstreams.exceptions import (
+    CommitFailedError,
+    ConfigError,
+    KStreamsError,
+    ProducerFencedError,
+    StreamError,
+)
 from kstreams.injection import HandlerKind
 from kstreams.records import TopicPartition
 from kstreams.transactions.partitioned import (
@@ -144,14 +150,18 @@ def exactly_once_handler(
                 return None
         async with gate:
             commits.raise_failure()
-            if isinstance(cr, list):
-                result = None
-                for tp, part in _by_partition(cr).items():
-                    transaction.handling = tp
-                    result = await handler(part)
-            else:
-                transaction.handling = TopicPartition(cr.topic, cr.partition)
-                result = await handler(cr)
+            try:
+                if isinstance(cr, list):
+                    result = None
+                    for tp, part in _by_partition(cr).items():
+                        transaction.handling = tp
+                        result = await handler(part)
+                else:
+                    transaction.handling = TopicPartition(cr.topic, cr.partition)
+                    result = await handler(cr)
+            except ProducerFencedError as exc:
+                # A send refused because a newer producer took the partition's id.
+                raise CommitRefused(exc) from exc
             if commits.due():
                 await commits.commit(
                     {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
@@ -161,6 +171,17 @@ def exactly_once_handler(
         return result
 
     return handle
+
+
+class CommitRefused(KStreamsError):
+    """The group or the transaction coordinator refused the stream's transactions: a
+    rebalance moved its partitions, or a newer producer took a partition's id (its
+    commit or a send failed).
+
+    Not the handler's failure: the stream rejoins its group with a new consumer
+    and handles the aborted transactions' records again; its error policy is
+    not applied.
+    """
 
 
 class IntervalCommits:
@@ -185,7 +206,10 @@ class IntervalCommits:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        await self.consumer.commit_handled(also)
+        try:
+            await self.consumer.commit_handled(also)
+        except (CommitFailedError, ProducerFencedError) as exc:
+            raise CommitRefused(exc) from exc
 
     def schedule(self) -> None:
         """Commit at the end of the interval unless a record does it first."""
@@ -233,6 +257,7 @@ def _by_partition(records: list[Any]) -> dict[TopicPartition, list[Any]]:
 
 __all__ = [
     "EXACTLY_ONCE_COMMIT_INTERVAL_MS",
+    "CommitRefused",
     "GUARANTEES",
     "TRANSACTIONAL_BACKENDS",
     "Guarantee",
