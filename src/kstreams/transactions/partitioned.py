@@ -197,7 +197,19 @@ class StreamTransaction:
                         outcome,
                     )
                     continue
-                offset = await consumer.committed(tp)
+                try:
+                    offset = await consumer.committed(tp)
+                except KafkaError as exc:
+                    # Without the offset its former owner committed last, the partition
+                    # could be read from before it: it gets no transaction (its records fail).
+                    logger.error(
+                        "stream %r: the committed offset of %s could not be read: %r",
+                        self.stream.name,
+                        tp,
+                        exc,
+                    )
+                    await self._close_quietly(self.partitions.pop(tp))
+                    continue
                 if offset is not None and tp in consumer.assignment():
                     consumer.seek(tp, offset)
         finally:
