@@ -96,8 +96,8 @@ class AiokafkaTransactions:
         manager = self._txn_manager()
         if manager.state is TransactionState.IN_TRANSACTION:
             raise kerrors.IllegalStateError("a transaction is already open")
-        # The first begin waits for the producer id: registering the id (fencing
-        # older producers of it) happens there, as aiokafka starts it.
+        # aiokafka's start already waited for the producer id (registering the id,
+        # fencing older producers of it); this returns at once then.
         await self._wait("registering the transactional id", manager.wait_for_pid())
         manager = self._txn_manager()
         if manager.state is not TransactionState.READY:
