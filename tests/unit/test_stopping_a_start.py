@@ -4,6 +4,8 @@ and leaves nothing open: a group that never settles must not keep a stop waiting
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from kstreams import ConsumerRecord, create_engine
 from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
+from kstreams.cli import serve
 from kstreams.exceptions import StreamError
 from tests.recording import RecordingBackend, RecordingConsumer
 
@@ -97,3 +100,17 @@ async def test_a_caller_that_gives_up_waiting_cancels_the_start() -> None:
     await stream.stop()
     with pytest.raises(StreamError):
         await second
+
+
+async def test_a_signal_while_the_service_joins_its_group_stops_it() -> None:
+    """`kstreams run` receiving SIGTERM while the engine still waits on its group exits 0,
+    with the consumer and the producer closed."""
+    backend = NeverSettles()
+    engine = engine_with_a_stream(backend)
+    serving = asyncio.create_task(serve(engine, graceful_timeout_s=5))
+    await backend.joining.wait()
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+    assert await asyncio.wait_for(serving, 10) == 0
+    assert backend.kinds() == ["producer.start", "consumer.start", "consumer.stop", "producer.stop"]
