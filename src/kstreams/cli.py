@@ -134,10 +134,12 @@ async def serve(engine: StreamEngine, *, graceful_timeout_s: float = 30.0) -> in
         )
     try:
         try:
-            await engine.start()
+            started = await _start_unless_stopped(engine, stop_requested)
         except Exception:
             logger.exception("engine %r failed to start", engine.title)
             return EXIT_FAILED
+        if not started:
+            return await _stop(engine, graceful_timeout_s, failed=[])
         logger.info(
             "engine %r running on the %s backend with %s",
             engine.title,
@@ -148,14 +150,36 @@ async def serve(engine: StreamEngine, *, graceful_timeout_s: float = 30.0) -> in
         await stop_requested.wait()
         # Streams already down when the stop began were stopped by their error policy.
         failed = [s.name for s in engine.streams if s.error is not None and not s.running]
-        try:
-            await asyncio.wait_for(engine.stop(), graceful_timeout_s)
-        except TimeoutError:
-            logger.error("the engine did not stop within %.1fs", graceful_timeout_s)
-            return EXIT_FAILED
+        return await _stop(engine, graceful_timeout_s, failed=failed)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def _start_unless_stopped(engine: StreamEngine, stop_requested: asyncio.Event) -> bool:
+    """Start ``engine``; False if a signal came first. Joining a group may wait on the
+    broker for as long as it keeps the group rebalancing: a signal cancels that start."""
+    starting = asyncio.ensure_future(engine.start())
+    signalled = asyncio.ensure_future(stop_requested.wait())
+    try:
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if not starting.done():
+        starting.cancel()
+        await asyncio.wait({starting})
+        logger.info("engine %r stopped while it was starting", engine.title)
+        return False
+    starting.result()
+    return True
+
+
+async def _stop(engine: StreamEngine, graceful_timeout_s: float, *, failed: list[str]) -> int:
+    try:
+        await asyncio.wait_for(engine.stop(), graceful_timeout_s)
+    except TimeoutError:
+        logger.error("the engine did not stop within %.1fs", graceful_timeout_s)
+        return EXIT_FAILED
     if failed:
         logger.error("the engine stopped because streams failed: %s", ", ".join(failed))
         return EXIT_FAILED

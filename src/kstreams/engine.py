@@ -54,6 +54,7 @@ class StreamEngine:
         self._streams: dict[str, Stream] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stop_task: asyncio.Task[None] | None = None
+        self._start_task: asyncio.Task[None] | None = None
         self._started = False
         #: The ``monitor`` given (a ``PrometheusMonitor`` or a subclass), watching this engine.
         self.monitor = monitor
@@ -210,23 +211,51 @@ class StreamEngine:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._started:
+        """Run the on_startup hooks, start the producer, start every stream (each joining its
+        group), then run the after_startup hooks.
+
+        A second caller awaits the start under way. A ``stop()`` landing before
+        the start is done cancels it (joining may wait on a group that never
+        settles) and stops what it had started; ``start`` then returns.
+        """
+        if self._started and self._start_task is None:
             return
         if self._stop_task is not None and not self._stop_task.done():
             await asyncio.shield(self._stop_task)
+        task = self._start_task
+        if task is None:
+            task = self._start_task = asyncio.get_running_loop().create_task(
+                self._start_now(), name="kstreams-engine-start"
+            )
+            task.add_done_callback(self._start_done)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.cancel()  # this caller gave up waiting: so does the start
+                raise
+            if not task.cancelled():
+                raise
+            logger.info("engine %r stopped while it was starting", self.title)
+
+    def _start_done(self, task: asyncio.Task[None]) -> None:
+        if self._start_task is task:
+            self._start_task = None
+
+    async def _start_now(self) -> None:
         self._stop_task = None
         await self._hooks.run("on_startup")
-        await self._producer.start()
+        # Started before the producer: a stop from here on knows there is something to stop.
         self._started = True
+        await self._producer.start()
         to_start = [s for s in self._streams.values() if not s.is_generator]
         results = await asyncio.gather(*(s.start() for s in to_start), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures and self._stop_task is not None:
-            # A stop landed while the streams were joining: it cancelled their
-            # starts, and it is what the caller asked for last.
-            await asyncio.shield(self._stop_task)
-            logger.info("engine %r stopped while it was starting", self.title)
-            return
+        # A stream removed meanwhile had its start cancelled: not a failure of the engine.
+        failures = [
+            r
+            for stream, r in zip(to_start, results, strict=True)
+            if isinstance(r, BaseException) and self._streams.get(stream.name) is stream
+        ]
         if failures:
             await self.stop()
             raise failures[0]
@@ -241,6 +270,10 @@ class StreamEngine:
         one of the engine's own streams (its handler), it returns at once and
         the stop completes in the background once the handler returns.
         """
+        starting = self._start_task
+        if starting is not None and starting is not asyncio.current_task():
+            starting.cancel()
+            await asyncio.wait({starting})
         task = self._stop_task
         if task is None:
             if not self._started:
