@@ -140,6 +140,10 @@ class StreamTransaction:
         self._group = cast("TransactionalConsumerPort", port)
         engine = stream.engine
         self._options = dict(engine.producer.options) if engine is not None else {}
+        # A transactional producer is idempotent and acknowledged by all replicas: the
+        # engine's own acks and idempotence settings are not its to follow.
+        self._options.pop("acks", None)
+        self._options.pop("enable_idempotence", None)
         self._serializer = engine.serializer if engine is not None else None
         self.partitions: dict[TopicPartition, PartitionTransaction] = {}
         #: The input partition of the record being handled.
