@@ -346,3 +346,50 @@ async def test_group_metadata_names_the_members_generation(
     assert metadata.generation_id >= 1
     assert metadata.member_id
     assert (metadata.client_metadata is not None) == (backend == "confluent")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_second_member_joining_mid_stream_changes_nothing_in_the_output(
+    backend: str, noida_bootstrap: str
+) -> None:
+    """A member joins while the first is copying: the eager rebalance commits and closes the
+    first's transactions, both members copy, and every input is in the output once."""
+    source, sink = await topics(noida_bootstrap, partitions=4)
+    await fill(noida_bootstrap, source, 400, partitions=4)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    first, second = engine_for(backend, noida_bootstrap), engine_for(backend, noida_bootstrap)
+    handled: dict[str, list[int]] = {"first": [], "second": []}
+
+    def copier(engine: StreamEngine, who: str) -> None:
+        @engine.stream(
+            source,
+            name="copy",
+            group_id=group,
+            auto_offset_reset="earliest",
+            processing_guarantee="exactly_once",
+            **TIMINGS,
+        )
+        async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+            await asyncio.sleep(0.005)  # slow enough for the join to land mid-stream
+            await send(sink, value=cr.value)
+            handled[who].append(cr.offset)
+
+    copier(first, "first")
+    copier(second, "second")
+    await first.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(handled["first"]) < 50:
+            assert time.monotonic() < deadline, "the first member copied nothing"
+            await asyncio.sleep(0.05)
+        await second.start()
+        tps = [TopicPartition(source, p) for p in range(4)]
+        while await committed(noida_bootstrap, group) != dict.fromkeys(tps, 100):
+            assert time.monotonic() < deadline + 60, "not every input was committed"
+            await asyncio.sleep(0.25)
+    finally:
+        await first.stop()
+        await second.stop()
+    assert handled["second"], "the second member was given nothing"
+    values = await read_all(noida_bootstrap, sink)
+    assert sorted(values) == sorted(b"%d" % i for i in range(400))
