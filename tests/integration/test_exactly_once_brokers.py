@@ -393,3 +393,53 @@ async def test_a_second_member_joining_mid_stream_changes_nothing_in_the_output(
     assert handled["second"], "the second member was given nothing"
     values = await read_all(noida_bootstrap, sink)
     assert sorted(values) == sorted(b"%d" % i for i in range(400))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_member_leaving_mid_stream_hands_over_without_a_duplicate(
+    backend: str, noida_bootstrap: str
+) -> None:
+    """Of two exactly-once members, one stops mid-stream: its transactions are committed on
+    the way out, the other takes its partitions over, and every input is in the output once."""
+    source, sink = await topics(noida_bootstrap, partitions=4)
+    await fill(noida_bootstrap, source, 600, partitions=4)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    leaver, stayer = engine_for(backend, noida_bootstrap), engine_for(backend, noida_bootstrap)
+    handled: dict[str, list[int]] = {"leaver": [], "stayer": []}
+
+    def copier(engine: StreamEngine, who: str) -> None:
+        @engine.stream(
+            source,
+            name="copy",
+            group_id=group,
+            auto_offset_reset="earliest",
+            processing_guarantee="exactly_once",
+            **TIMINGS,
+        )
+        async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+            await asyncio.sleep(0.005)
+            await send(sink, value=cr.value)
+            handled[who].append(cr.offset)
+
+    copier(leaver, "leaver")
+    copier(stayer, "stayer")
+    await leaver.start()
+    await stayer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(handled["leaver"]) + len(handled["stayer"]) < 200:
+            assert time.monotonic() < deadline, "the members copied too little"
+            await asyncio.sleep(0.05)
+        await leaver.stop()
+        left_at = len(handled["stayer"])
+        tps = [TopicPartition(source, p) for p in range(4)]
+        while await committed(noida_bootstrap, group) != dict.fromkeys(tps, 150):
+            assert time.monotonic() < deadline + 60, "not every input was committed"
+            await asyncio.sleep(0.25)
+    finally:
+        await leaver.stop()
+        await stayer.stop()
+    assert handled["leaver"], "the leaver copied nothing before it left"
+    assert len(handled["stayer"]) > left_at, "the stayer took nothing over"
+    values = await read_all(noida_bootstrap, sink)
+    assert sorted(values) == sorted(b"%d" % i for i in range(600))
