@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from kstreams import fetcher
 from kstreams.exceptions import IllegalStateError, KafkaError, StreamError
 from kstreams.producer import Producer
 from kstreams.records import TopicPartition
@@ -50,11 +51,11 @@ def transactional_id(stream: Stream, tp: TopicPartition) -> str:
     return f"{base}.{tp.topic}-{tp.partition}"
 
 
-async def _bounded(what: str, step: Awaitable[Any]) -> Any:
+async def _bounded(what: str, step: Awaitable[Any], timeout_s: float = STEP_TIMEOUT_S) -> Any:
     try:
-        return await asyncio.wait_for(step, STEP_TIMEOUT_S)
+        return await asyncio.wait_for(step, timeout_s)
     except TimeoutError:
-        raise KafkaError(f"{what} did not finish within {STEP_TIMEOUT_S:g} s") from None
+        raise KafkaError(f"{what} did not finish within {timeout_s:g} s") from None
 
 
 class PartitionTransaction:
@@ -242,7 +243,12 @@ class StreamTransaction:
 
     async def _close_quietly(self, txn: PartitionTransaction) -> None:
         try:
-            await _bounded(f"closing transactional id {txn.transactional_id}", txn.close())
+            # As a client's close on stop: the stop's bound holds for exactly-once too.
+            await _bounded(
+                f"closing transactional id {txn.transactional_id}",
+                txn.close(),
+                fetcher.CLOSE_TIMEOUT_S,
+            )
         except Exception as exc:
             logger.warning("transactional id %s: close failed: %r", txn.transactional_id, exc)
 
