@@ -1,6 +1,6 @@
 """An exactly-once copier SIGKILLed mid-stream, again and again, on noida-db.
 
-3,000 keyed records on 3 partitions (1,000 and 3 kills in the quick run of CI)
+3,000 keyed records on 3 partitions (in CI too: the issue's proof, about 20 s)
 are copied by one member at a time; each member is SIGKILLed once it handled
 its share, and the next starts at once with the same static
 ``group_instance_id`` (noida-db never expels a dead member; a static member
@@ -43,13 +43,13 @@ CHAOS_BROKER = "noida"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.chaos,
-    pytest.mark.timeout(600 if full_run() else 90),
+    pytest.mark.timeout(600 if full_run() else 150),
 ]
 
-RECORDS, KILLS = (3_000, 5) if full_run() else (1_000, 3)
+RECORDS, KILLS = 3_000, 5
 PARTITIONS = 3
 HANDLE_MS = 2.0
-DRAIN_S = 120.0 if full_run() else 45.0
+DRAIN_S = 120.0 if full_run() else 60.0
 
 
 class Copier:
