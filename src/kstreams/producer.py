@@ -176,10 +176,22 @@ class Producer:
         serializer_kwargs: dict[str, Any] | None = None,
     ) -> Awaitable[RecordMetadata]:
         """Serialize and enqueue one record; await the result for the acknowledgement."""
-        port = self._require_port()
-        raw_value, raw_key, raw_headers = await self._encode(
-            topic, value, key, headers, serializer, serializer_kwargs
-        )
+        port = self._port
+        if port is None:
+            port = self._require_port()
+        if serializer is None or (serializer is DEFAULT and self.serializer is None):
+            # No async serializer: encoded here, without a coroutine per record.
+            if serializer is not None:
+                if self._value_serializer is not None:
+                    value = self._value_serializer(value)
+                if self._key_serializer is not None:
+                    key = self._key_serializer(key)
+            raw_value, raw_key = _raw(value, "value"), _raw(key, "key")
+            raw_headers = encode_headers(headers) if headers else ()
+        else:
+            raw_value, raw_key, raw_headers = await self._encode(
+                topic, value, key, headers, serializer, serializer_kwargs
+            )
         return await port.send(
             topic,
             raw_value,
