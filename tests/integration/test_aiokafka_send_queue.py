@@ -1,4 +1,4 @@
-"""Concurrent sends on the aiokafka adapter: one at a time into aiokafka, the rest queued in order."""
+"""Concurrent sends on the aiokafka adapter: one inside aiokafka, the rest queued in order."""
 
 from __future__ import annotations
 
@@ -48,9 +48,7 @@ async def test_cancelled_senders_leave_the_others_delivered(
     producer = AiokafkaProducer(bootstrap_servers=kafka_bootstrap, **SMALL_BATCH)
     await producer.start()
     try:
-        tasks = [
-            asyncio.create_task(_send(producer, topic, str(i).encode())) for i in range(400)
-        ]
+        tasks = [asyncio.create_task(_send(producer, topic, str(i).encode())) for i in range(400)]
         # Let them run into the full batches, then cancel a spread of them,
         # among them whichever is inside aiokafka at that moment.
         await asyncio.sleep(0)
