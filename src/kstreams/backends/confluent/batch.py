@@ -62,13 +62,13 @@ class DeliveryBatch:
         self._counted = itertools.count(1)
         # Bound once: a bound method per record would be one more object for
         # the garbage collector to track until the record's report comes.
-        self._bound_report = self._report
+        self.report = self._report
         self.future: asyncio.Future[Outcomes] = loop.create_future()
         if size == 0:
             self.future.set_result([])
 
     def callback(self, index: int) -> Callable[[RdKafkaError | None, Message[Any, Any]], None]:
-        return functools.partial(self._bound_report, index)
+        return functools.partial(self.report, index)
 
     def fail_from(self, index: int, error: KafkaError) -> None:
         """Records ``index`` and after were never enqueued: they fail with ``error``."""
@@ -109,6 +109,7 @@ class DeliveryBatch:
             self._loop.call_soon_threadsafe(self._finish)
 
     def _finish(self) -> None:
-        del self._bound_report  # the batch and its bound method: a cycle until now
+        # The batch and its bound method: a cycle until now.
+        del self.report
         if not self.future.done():
             self.future.set_result(self._outcomes)

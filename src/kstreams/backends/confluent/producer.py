@@ -188,7 +188,8 @@ class ConfluentProducer:
         # every confluent-kafka (topic, value, key, partition, callback).
         extra: dict[str, Any] = {"timestamp": timestamp_ms} if timestamp_ms else {}
         produce = producer.produce
-        callback = batch.callback
+        # batch.callback(index), without a method call per record.
+        report, partial = batch.report, functools.partial
         for index, (value, key, headers) in enumerate(records):
             try:
                 if key_serializer is not None:
@@ -198,7 +199,7 @@ class ConfluentProducer:
                 if partitioner is not None:
                     every, available = await self._partitions(topic)
                     target = partitioner(key, every, available)
-                on_delivery = callback(index)
+                on_delivery = partial(report, index)
                 deadline: float | None = None
                 while True:
                     try:
