@@ -167,6 +167,16 @@ PROFILE_CASES = [
     Case("profile_send_many_confluent", "confluent engine.send_many", "profile"),
 ]
 BY_NAME = {case.name: case for case in [*CASES, *BASELINE_CASES, *RSS_CASES, *PROFILE_CASES]}
+# For A/B runs with --cases: every project case can also run on --baseline's sources.
+for _case in [*CASES, *RSS_CASES]:
+    if _case.env == "project" and f"base_{_case.name}" not in BY_NAME:
+        BY_NAME[f"base_{_case.name}"] = Case(
+            f"base_{_case.name}",
+            "baseline: " + _case.label,
+            _case.section,
+            _case.baseline,
+            env="baseline",
+        )
 #: The full-speed case whose rate the slow handler of an RSS case is set from.
 RSS_REFERENCE = {"rss_aiokafka": "ks_aiokafka", "rss_confluent": "ks_confluent"}
 #: Per table, the peers every row is also divided by (column header, case).

@@ -309,6 +309,18 @@ def micro(p: Params) -> Result:
                 dataclasses.replace(record, value=value)
         return batches * batch
 
+    def deserializer_copy() -> int:
+        # The key/value-deserializer path's copy (kstreams.handling), where it exists.
+        from kstreams import records
+
+        copy = getattr(records, "copy_record", None)
+        if copy is None:
+            raise LookupError("no records.copy_record in this build")
+        for _ in range(batches):
+            for record in built:
+                copy(record, value=value)
+        return batches * batch
+
     def noop_await() -> int:
         async def handler(cr: Any) -> None:
             return None
@@ -329,6 +341,7 @@ def micro(p: Params) -> Result:
     piece("confluent adapter _accept (records, admit, positions), per record", confluent_accept)
     piece("cr.value = ... on a ConsumerRecord", assign_value)
     piece("dataclasses.replace(cr, value=...)", replace_copy)
+    piece("records.copy_record(cr, value=...) (the deserializer path's copy)", deserializer_copy)
     piece("await a no-op coroutine, per record", noop_await)
     return {"records": batches * batch, "rate": 0.0, "costs_us": costs}
 

@@ -329,7 +329,7 @@ def splice(page: Path, text: str) -> bool:
 def rss_params(name: str, runs: dict[str, list[dict[str, Any]]], args: Any) -> dict[str, Any]:
     """The slow handler's cost per record: ``slowdown`` times the stream's full-speed
     cost per record in this run, and never so cheap that the records run out early."""
-    reference = summarize(runs.get(RSS_REFERENCE[name], [])).get("median")
+    reference = summarize(runs.get(RSS_REFERENCE[name.removeprefix("base_")], [])).get("median")
     handler_s = args.slowdown / reference if reference else 200e-6
     # Leave a tenth of the records unread at the end of the run.
     handler_s = max(handler_s, args.rss_seconds / (0.9 * args.records))

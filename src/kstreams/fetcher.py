@@ -28,6 +28,9 @@ logger = logging.getLogger("kstreams.consumer")
 
 _FETCH_TIMEOUT_MS = 100
 _DEFAULT_MAX_POLL_RECORDS = 500
+#: Turns of ``pause_after_s`` a full buffer waits for room while its handler
+#: keeps taking records, before the busy partitions are paused.
+MAX_ROOM_TURNS = 4
 #: Bounds of ``close()``: the final commit, the user's revoke listener, the client's close.
 COMMIT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 10.0
@@ -289,9 +292,21 @@ class Fetcher:
         exceed its bound by one fetch).
         """
         self._room.clear()
-        try:
-            await asyncio.wait_for(self._room.wait(), self._pause_after_s)
-        except TimeoutError:
+        # A handler that keeps taking records gets a few more turns before the
+        # pause: aiokafka drops a paused partition's prefetched fetch and
+        # fetches it again on resume, and under a handler just slower than one
+        # turn, pausing every other turn grew RSS by ~4 MiB a pause (+72 % over
+        # 30 s in rss_aiokafka). The client is still polled at least every
+        # MAX_ROOM_TURNS turns.
+        for _turn in range(MAX_ROOM_TURNS):
+            left = self._buffered
+            try:
+                await asyncio.wait_for(self._room.wait(), self._pause_after_s)
+                return
+            except TimeoutError:
+                if self._buffered >= left:
+                    break  # no record was taken meanwhile: pause now
+        if not self._room.is_set():
             busy = {chunk.part for chunk in self._chunks if chunk.pos < len(chunk.records)}
             for part in busy:
                 part.flow_paused = True

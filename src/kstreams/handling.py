@@ -9,13 +9,13 @@ so middlewares (the dead-letter one) see it exactly as a handler's failure.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kstreams.exceptions import DeserializationError
 from kstreams.injection import HandlerKind, bind
 from kstreams.middleware import Middleware
+from kstreams.records import copy_record
 
 if TYPE_CHECKING:
     from kstreams.ports import RawRecord
@@ -47,7 +47,7 @@ class Deserialization:
             out: ConsumerRecord[Any, Any] = record
             key_of, value_of = self.key_deserializer, self.value_deserializer
             if key_of is not None or value_of is not None:
-                out = dataclasses.replace(
+                out = copy_record(
                     out,
                     key=key_of(out.key) if key_of else out.key,
                     value=value_of(out.value) if value_of else out.value,
@@ -56,7 +56,7 @@ class Deserialization:
                 if out is record:
                     # A deserializer may assign cr.value (kpn's do): never on the record
                     # in hand, which the dead-letter middleware sends as consumed.
-                    out = dataclasses.replace(record)
+                    out = copy_record(record)
                 out = await self.deserializer.deserialize(out)
             return out
         except DeserializationError:

@@ -25,6 +25,8 @@ from kstreams.records import RecordMetadata
 from kstreams.serializers import Serializer
 from kstreams.types import BatchEvent, HeadersInput, encode_headers
 
+_Encoded = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
+
 
 class _UseDefault:
     def __repr__(self) -> str:
@@ -140,6 +142,28 @@ class Producer:
                 key = self._key_serializer(key)
         return _raw(value, "value"), _raw(key, "key"), encode_headers(headers)
 
+    def _plain_encoder(
+        self, serializer: Any
+    ) -> Callable[[Any, Any, HeadersInput | None], _Encoded] | None:
+        """``_encode`` without a coroutine, when no async serializer takes part."""
+        if serializer is not None and (self.serializer if serializer is DEFAULT else serializer):
+            return None
+        value_serializer = None if serializer is None else self._value_serializer
+        key_serializer = None if serializer is None else self._key_serializer
+
+        def encode(value: Any, key: Any, headers: HeadersInput | None) -> _Encoded:
+            if value_serializer is not None:
+                value = value_serializer(value)
+            if key_serializer is not None:
+                key = key_serializer(key)
+            return (
+                _raw(value, "value"),
+                _raw(key, "key"),
+                encode_headers(headers) if headers else (),
+            )
+
+        return encode
+
     async def enqueue(
         self,
         topic: str,
@@ -152,10 +176,22 @@ class Producer:
         serializer_kwargs: dict[str, Any] | None = None,
     ) -> Awaitable[RecordMetadata]:
         """Serialize and enqueue one record; await the result for the acknowledgement."""
-        port = self._require_port()
-        raw_value, raw_key, raw_headers = await self._encode(
-            topic, value, key, headers, serializer, serializer_kwargs
-        )
+        port = self._port
+        if port is None:
+            port = self._require_port()
+        if serializer is None or (serializer is DEFAULT and self.serializer is None):
+            # No async serializer: encoded here, without a coroutine per record.
+            if serializer is not None:
+                if self._value_serializer is not None:
+                    value = self._value_serializer(value)
+                if self._key_serializer is not None:
+                    key = self._key_serializer(key)
+            raw_value, raw_key = _raw(value, "value"), _raw(key, "key")
+            raw_headers = encode_headers(headers) if headers else ()
+        else:
+            raw_value, raw_key, raw_headers = await self._encode(
+                topic, value, key, headers, serializer, serializer_kwargs
+            )
         return await port.send(
             topic,
             raw_value,
@@ -235,16 +271,27 @@ class Producer:
         # fails to are still sent, as enqueue-per-record would.
         encoded: list[tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]] = []
         failure: Exception | None = None
+        plain = self._plain_encoder(serializer)
         encode = self._encode
+        append = encoded.append
         for event in batch_events:
             try:
-                value, key, headers = await encode(
-                    topic, event.value, event.key, event.headers, serializer, serializer_kwargs
-                )
+                if plain is not None:
+                    append(plain(event.value, event.key, event.headers))
+                else:
+                    append(
+                        await encode(
+                            topic,
+                            event.value,
+                            event.key,
+                            event.headers,
+                            serializer,
+                            serializer_kwargs,
+                        )
+                    )
             except Exception as exc:
                 failure = exc
                 break
-            encoded.append((value, key, headers))
         outcomes = await (
             await port.send_batch(topic, encoded, partition=partition, timestamp_ms=timestamp_ms)
         )

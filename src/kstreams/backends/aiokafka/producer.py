@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Generator
 from typing import Any
 
@@ -52,6 +54,15 @@ class AiokafkaProducer(AiokafkaTransactions):
         self._acks_zero = aiokafka_producer_kwargs.get("acks") == 0
         self._client: Any = None
         self._stopped = False
+        # aiokafka's send() waits while its partition's batch is full, and
+        # every sender waiting there wakes up when the batch drains, to find
+        # the next batch full again but for ~150 of them. So one send is in
+        # aiokafka at a time: the others queue here (arguments and a future
+        # for aiokafka's delivery), and the sender inside aiokafka enqueues
+        # them when it gets out, in their order, without waking each one's task
+        # first (which let the batches go out with a few records each).
+        self._queued: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._sending = False
 
     def _running(self) -> Any:
         client = self._client
@@ -110,15 +121,21 @@ class AiokafkaProducer(AiokafkaTransactions):
             if partition is not None and partition not in await client.partitions_for(topic):
                 # aiokafka would only assert.
                 raise kerrors.UnknownTopicOrPartitionError(f"{topic} has no partition {partition}")
-            future = await client.send(
-                topic,
-                value,
-                key,
-                partition=partition,
-                timestamp_ms=timestamp_ms,
-                # aiokafka's C record builder takes only a list.
-                headers=headers if type(headers) is list else list(headers),
-            )
+            # aiokafka's C record builder takes only a list.
+            record = (topic, value, key, partition, timestamp_ms, list(headers))
+            if self._sending or self._queued:
+                waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                self._queued.append((record, waiter))
+                try:
+                    future = await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled() and waiter.result() is None:
+                        self._hand_over()  # cancelled just as its turn came
+                    raise
+                if future is None:  # the sender left: this one sends, and serves the queue
+                    future = await self._send_in_turn(client, record)
+            else:
+                future = await self._send_in_turn(client, record)
         except CLIENT_ERRORS as exc:
             raise translate(exc) from exc
         if self._acks_zero and timestamp_ms is None:
@@ -129,6 +146,48 @@ class AiokafkaProducer(AiokafkaTransactions):
             -1 if partition is None else partition,
             -1 if timestamp_ms is None else timestamp_ms,
         )
+
+    async def _send_in_turn(self, client: Any, record: tuple[Any, ...]) -> Any:
+        """Send ``record``, then the records queued meanwhile; aiokafka's future of ``record``."""
+        self._sending = True
+        queued = self._queued
+        try:
+            future = await client.send(*record)
+            while queued:
+                other, waiter = queued[0]
+                if waiter.done():  # its sender was cancelled: not sent, as aiokafka's send
+                    queued.popleft()
+                    continue
+                try:
+                    delivery = await client.send(*other)
+                except asyncio.CancelledError:
+                    raise  # this task was cancelled: ``other`` was not enqueued, and stays first
+                except Exception as exc:
+                    queued.popleft()
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                    continue
+                queued.popleft()
+                if waiter.done():
+                    # Cancelled while aiokafka took it: it is sent all the same,
+                    # as a cancelled wait for an enqueued record's delivery.
+                    continue
+                waiter.set_result(delivery)
+            return future
+        finally:
+            self._sending = False
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        # Leaving with records queued (the sender was cancelled or failed):
+        # the first one still waiting takes over.
+        queued = self._queued
+        while queued:
+            _record, waiter = queued[0]
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+            queued.popleft()
 
     async def flush(self) -> None:
         client = self._running()

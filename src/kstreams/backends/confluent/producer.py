@@ -179,34 +179,43 @@ class ConfluentProducer(ConfluentTransactions):
     ) -> Awaitable[Outcomes]:
         producer = self._running()
         loop = cast(asyncio.AbstractEventLoop, self._loop)
-        batch = DeliveryBatch(loop, len(records), self._translate_report, self._report_seen)
+        batch = DeliveryBatch(loop, topic, len(records), self._translate_report, self._report_seen)
         config = self._config
         key_serializer, value_serializer = config.key_serializer, config.value_serializer
+        partitioner = None if partition is not None else config.partitioner
         target = -1 if partition is None else partition
-        timestamp = timestamp_ms or 0
+        # Keywords only when needed: each keyword produce() parses costs about
+        # as much as librdkafka's enqueue. The first five are positional in
+        # every confluent-kafka (topic, value, key, partition, callback).
+        extra: dict[str, Any] = {"timestamp": timestamp_ms} if timestamp_ms else {}
         produce = producer.produce
+        # batch.callback(index), without a method call per record.
+        report, partial = batch.report, functools.partial
         for index, (value, key, headers) in enumerate(records):
             try:
                 if key_serializer is not None:
                     key = key_serializer(key)
                 if value_serializer is not None:
                     value = value_serializer(value)
-                if partition is None and config.partitioner is not None:
+                if partitioner is not None:
                     every, available = await self._partitions(topic)
-                    target = config.partitioner(key, every, available)
-                on_delivery = batch.callback(index)
+                    target = partitioner(key, every, available)
+                on_delivery = partial(report, index)
                 deadline: float | None = None
                 while True:
                     try:
-                        produce(
-                            topic,
-                            value=value,
-                            key=key,
-                            partition=target,
-                            timestamp=timestamp,
-                            headers=list(headers) or None,
-                            on_delivery=on_delivery,
-                        )
+                        if headers:
+                            produce(
+                                topic,
+                                value,
+                                key,
+                                target,
+                                on_delivery,
+                                headers=list(headers),
+                                **extra,
+                            )
+                        else:
+                            produce(topic, value, key, target, on_delivery, **extra)
                         break
                     except BufferError:
                         if deadline is None:
