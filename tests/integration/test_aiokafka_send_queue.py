@@ -71,3 +71,32 @@ async def test_cancelled_senders_leave_the_others_delivered(
     delivered = [outcome.offset for outcome in outcomes if isinstance(outcome, RecordMetadata)]
     assert delivered == sorted(delivered)
     assert last.offset > max(delivered)
+
+
+async def test_the_sender_inside_returns_while_others_keep_sending(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Ten tasks sending one record after another (each yielding between two): the sender
+    inside serves only the sends queued before it got out, so none of them is held there."""
+    topic = f"send-fair-{unique}"
+    await create_topic(kafka_bootstrap, topic)
+    producer = AiokafkaProducer(bootstrap_servers=kafka_bootstrap, **SMALL_BATCH)
+    await producer.start()
+    sent = [0] * 10
+    enough = asyncio.Event()
+
+    async def keep_sending(task: int) -> None:
+        while not enough.is_set():
+            await producer.send(topic, b"x" * 400, partition=0)  # two to a batch
+            sent[task] += 1
+            if sum(sent) >= 3000:
+                enough.set()
+            await asyncio.sleep(0)  # a handler's other awaits
+
+    try:
+        with anyio.fail_after(60):
+            await asyncio.gather(*(keep_sending(task) for task in range(10)))
+    finally:
+        await producer.stop()
+    # Held inside, a task would have sent once or twice while the others sent thousands.
+    assert min(sent) >= 3000 // 10 // 4, sent

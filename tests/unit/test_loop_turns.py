@@ -46,9 +46,10 @@ async def test_other_tasks_run_while_a_never_suspending_handler_drains_the_buffe
                 seen_by_ticker.append(len(handled))
             await asyncio.sleep(0)
 
+    # Ticking before the start: the stream's task may handle records while start returns.
+    tick = asyncio.create_task(ticker())
     await engine.start()
     try:
-        tick = asyncio.create_task(ticker())
         await asyncio.wait_for(done.wait(), 30)
         await tick
     finally:

@@ -153,7 +153,11 @@ class AiokafkaProducer(AiokafkaTransactions):
         queued = self._queued
         try:
             future = await client.send(*record)
-            while queued:
+            # Only those queued by now: with senders that keep coming, serving
+            # until the queue is empty could keep this caller here for ever.
+            turns = len(queued)
+            while queued and turns:
+                turns -= 1
                 other, waiter = queued[0]
                 if waiter.done():  # its sender was cancelled: not sent, as aiokafka's send
                     queued.popleft()
