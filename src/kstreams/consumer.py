@@ -1,12 +1,9 @@
 """The consumer a stream hands its user, the same on every backend.
 
-It sits between a :class:`~kstreams.ports.ConsumerPort` and the user's
-handler and owns what the clients differ on, so that they behave
-identically everywhere:
+Between a :class:`~kstreams.ports.ConsumerPort` and the user's handler, it owns
+what the clients differ on, so that they behave identically everywhere:
 
-* a bounded prefetch buffer filled by a fetch task, so that a slow handler
-  never keeps the client from polling (and from staying in its group); when
-  the buffer stays full, the partitions with buffered records are paused;
+* a bounded prefetch buffer filled by a fetch task (see :mod:`kstreams.fetcher`);
 * one :class:`~kstreams.partitions.PartitionState` per owned partition:
   handled and committed offsets, pauses, pending seeks, revoking. Ownership
   is this consumer's own record, never the client's view of its assignment;
@@ -40,11 +37,8 @@ from kstreams.records import TopicPartition
 
 logger = logging.getLogger("kstreams.consumer")
 
-#: ``run`` gives the event loop a turn between two records once it has run
-#: this long since its last one (checked every YIELD_CHECK_EVERY records), so a
-#: handler that never suspends does not hold every other task back for the
-#: whole buffer. An unconditional sleep(0) every 128 records cost the memory
-#: backend ~10 % of its records per second.
+#: ``run`` gives the loop a turn between two records after this long without one (checked
+#: every YIELD_CHECK_EVERY records): a handler that never suspends holds no one back long.
 YIELD_AFTER_S = 0.001
 YIELD_CHECK_EVERY = 64
 
@@ -119,12 +113,8 @@ class StreamConsumer(Fetcher):
                     self._signal_release()
                 turn += 1
                 if turn >= YIELD_CHECK_EVERY:
-                    # A handler that never suspends would hold the loop for the
-                    # whole buffer (milliseconds of lag for every other task):
-                    # give the loop a turn between two records now and then.
                     turn = 0
-                    now = time.monotonic()
-                    if now - held_since >= YIELD_AFTER_S:
+                    if time.monotonic() - held_since >= YIELD_AFTER_S:
                         await asyncio.sleep(0)
                         held_since = time.monotonic()
                         if self._closing:

@@ -1,9 +1,7 @@
-"""Fetching ahead of the handler into a bounded buffer, for one stream's consumer.
-
-See :mod:`kstreams.consumer` for what the consumer guarantees; this module
-holds the part that runs in the fetch task and the state it shares with the
-handler side.
-"""
+"""Fetching ahead of the handler into a bounded buffer, for one stream's consumer: a
+slow handler never keeps the client from polling (and from staying in its group); when
+the buffer stays full, the partitions with buffered records are paused. What the
+consumer guarantees is in :mod:`kstreams.consumer`."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ logger = logging.getLogger("kstreams.consumer")
 
 _FETCH_TIMEOUT_MS = 100
 _DEFAULT_MAX_POLL_RECORDS = 500
-#: Turns of ``pause_after_s`` a full buffer waits for room while its handler
-#: keeps taking records, before the busy partitions are paused.
+#: Turns of ``pause_after_s`` a full buffer waits while its handler takes records.
 MAX_ROOM_TURNS = 4
 #: Bounds of ``close()``: the final commit, the user's revoke listener, the client's close.
 COMMIT_TIMEOUT_S = 5.0
@@ -292,12 +289,9 @@ class Fetcher:
         exceed its bound by one fetch).
         """
         self._room.clear()
-        # A handler that keeps taking records gets a few more turns before the
-        # pause: aiokafka drops a paused partition's prefetched fetch and
-        # fetches it again on resume, and under a handler just slower than one
-        # turn, pausing every other turn grew RSS by ~4 MiB a pause (+72 % over
-        # 30 s in rss_aiokafka). The client is still polled at least every
-        # MAX_ROOM_TURNS turns.
+        # A handler still taking records gets more turns before the pause: aiokafka
+        # drops a paused partition's prefetch and fetches it again on resume (pausing
+        # every other turn grew RSS by +72 % over 30 s in rss_aiokafka).
         for _turn in range(MAX_ROOM_TURNS):
             left = self._buffered
             try:
