@@ -22,8 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.chaos.brokers import BrokerProcess
 from tests.chaos.harness import (
@@ -37,6 +35,7 @@ from tests.chaos.harness import (
     report,
     wait_until,
 )
+from tests.kafka_reads import committed, read_all
 
 CHAOS_BROKER = "noida"
 
@@ -108,37 +107,6 @@ class Copier:
         self.proc.wait(timeout=10)
 
 
-async def committed_total(bootstrap: str, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-
-
-async def read_committed(bootstrap: str, topic: str, settle_s: float = 2.0) -> list[bytes]:
-    reader = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    await reader.start()
-    values: list[bytes] = []
-    try:
-        quiet = time.monotonic()
-        while time.monotonic() - quiet < settle_s:
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                values += [r.key for r in records]
-                quiet = time.monotonic()
-    finally:
-        await reader.stop()
-    return values
-
-
 def test_sigkilled_exactly_once_copier_outputs_every_input_once(
     chaos_broker: BrokerProcess, backend: str, names: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -173,7 +141,7 @@ def test_sigkilled_exactly_once_copier_outputs_every_input_once(
 
         def drained() -> bool:
             last.check_alive()
-            return asyncio.run(committed_total(chaos_broker.bootstrap, group)) >= RECORDS
+            return sum(asyncio.run(committed(chaos_broker.bootstrap, group)).values()) >= RECORDS
 
         wait_until(
             drained,
@@ -190,7 +158,9 @@ def test_sigkilled_exactly_once_copier_outputs_every_input_once(
     finally:
         for copier in copiers:
             copier.kill()
-    output = Counter(asyncio.run(read_committed(chaos_broker.bootstrap, topics["out"])))
+    output = Counter(
+        asyncio.run(read_all(chaos_broker.bootstrap, topics["out"], settle_s=2.0, field="key"))
+    )
     expected = {key.encode() for key in all_keys}
     lost = len(expected - set(output))
     duplicated = sum(count - 1 for count in output.values())

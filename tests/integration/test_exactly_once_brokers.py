@@ -14,8 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from kstreams import ConsumerRecord, Send, StreamErrorPolicy, TopicPartition, create_engine
 from kstreams.backends import Aiokafka, Confluent
@@ -24,6 +23,7 @@ from kstreams.exceptions import ProducerFencedError
 from kstreams.ports import TransactionalProducerPort
 from kstreams.transactions import transactional_id
 from tests.broker import create_topic
+from tests.kafka_reads import committed, read_all
 from tests.offsets import Offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -55,45 +55,6 @@ async def fill(bootstrap: str, topic: str, count: int, partitions: int = 2) -> N
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def read_all(
-    bootstrap: str, topic: str, *, isolation: str = "read_committed", settle_s: float = 1.5
-) -> list[bytes]:
-    """Every value a fresh consumer of ``isolation`` reads from ``topic``, until quiet."""
-    reader = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        isolation_level=isolation,
-        enable_auto_commit=False,
-    )
-    await reader.start()
-    values: list[bytes] = []
-    try:
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < settle_s:
-            batch = await reader.getmany(timeout_ms=200)
-            for records in batch.values():
-                values += [r.value for r in records]
-                quiet_since = time.monotonic()
-    finally:
-        await reader.stop()
-    return values
-
-
-async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {
-        TopicPartition(tp.topic, tp.partition): meta.offset
-        for tp, meta in offsets.items()
-        if meta.offset >= 0
-    }
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
