@@ -22,6 +22,7 @@ from kstreams.producer import DEFAULT, Producer
 from kstreams.rebalance import RebalanceListener
 from kstreams.records import RecordMetadata, TopicPartitionOffset
 from kstreams.serializers import Deserializer, Serializer
+from kstreams.starting import await_start
 from kstreams.streams import Stream
 from kstreams.transactions import Guarantee
 from kstreams.transactions import check_backend as check_transactions
@@ -228,14 +229,7 @@ class StreamEngine:
                 self._start_now(), name="kstreams-engine-start"
             )
             task.add_done_callback(self._start_done)
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                task.cancel()  # this caller gave up waiting: so does the start
-                raise
-            if not task.cancelled():
-                raise
+        if not await await_start(task):
             logger.info("engine %r stopped while it was starting", self.title)
 
     def _start_done(self, task: asyncio.Task[None]) -> None:

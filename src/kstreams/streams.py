@@ -27,6 +27,7 @@ from kstreams.rebalance import RebalanceListener
 from kstreams.records import TopicPartition, TopicPartitionOffset
 from kstreams.running import HandlerRunning, StreamListener
 from kstreams.serializers import Deserializer
+from kstreams.starting import await_start
 from kstreams.transactions import (
     Guarantee,
     StreamTransaction,
@@ -250,17 +251,8 @@ class Stream(RecordIteration, HandlerRunning):
             return
         task = self._start_task or self.start_soon()
         assert task is not None
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                task.cancel()  # this caller gave up waiting: so does the start
-                raise
-            if task.cancelled():
-                raise StreamError(
-                    f"stream {self.name!r} was stopped while it was starting"
-                ) from None
-            raise
+        if not await await_start(task):
+            raise StreamError(f"stream {self.name!r} was stopped while it was starting")
         if not self.running:
             raise StreamError(f"stream {self.name!r} failed to start")
 
