@@ -108,6 +108,25 @@ class Producer:
             raise EngineNotStartedError("the engine is not started: await engine.start() first")
         return self._port
 
+    def _async_serializer(self, serializer: Any) -> Any:
+        """The async serializer a send with ``serializer`` (as given) goes through, or None."""
+        if serializer is None:
+            return None
+        return self.serializer if serializer is DEFAULT else serializer
+
+    def _encode_plain(
+        self, value: Any, key: Any, headers: HeadersInput | None, serializer: Any
+    ) -> _Encoded:
+        """Encode where no async serializer takes part: without a coroutine per record.
+        ``serializer=None`` sends the bytes as given; otherwise the engine's plain
+        key/value serializers apply."""
+        if serializer is not None:
+            if self._value_serializer is not None:
+                value = self._value_serializer(value)
+            if self._key_serializer is not None:
+                key = self._key_serializer(key)
+        return _raw(value, "value"), _raw(key, "key"), encode_headers(headers)
+
     async def _encode(
         self,
         topic: str,
@@ -116,53 +135,29 @@ class Producer:
         headers: HeadersInput | None,
         serializer: Any,
         serializer_kwargs: dict[str, Any] | None,
-    ) -> tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]:
-        if serializer is not None:
-            chosen = self.serializer if serializer is DEFAULT else serializer
-            if chosen is not None:
-                pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-                header_dict: dict[str, Any] = dict(pairs)
-                given = dict(header_dict)
-                if getattr(chosen, "topic_aware", False):
-                    # Schema Registry serializers name their subject after the topic.
-                    serialize: Any = chosen.serialize
-                    value = await serialize(
-                        value, headers=header_dict, serializer_kwargs=serializer_kwargs, topic=topic
-                    )
-                else:
-                    value = await chosen.serialize(
-                        value, headers=header_dict, serializer_kwargs=serializer_kwargs
-                    )
-                if header_dict != given:
-                    # The serializer added or changed headers (a content type, say).
-                    headers = header_dict
-            elif self._value_serializer is not None:
-                value = self._value_serializer(value)
-            if self._key_serializer is not None:
-                key = self._key_serializer(key)
-        return _raw(value, "value"), _raw(key, "key"), encode_headers(headers)
-
-    def _plain_encoder(
-        self, serializer: Any
-    ) -> Callable[[Any, Any, HeadersInput | None], _Encoded] | None:
-        """``_encode`` without a coroutine, when no async serializer takes part."""
-        if serializer is not None and (self.serializer if serializer is DEFAULT else serializer):
-            return None
-        value_serializer = None if serializer is None else self._value_serializer
-        key_serializer = None if serializer is None else self._key_serializer
-
-        def encode(value: Any, key: Any, headers: HeadersInput | None) -> _Encoded:
-            if value_serializer is not None:
-                value = value_serializer(value)
-            if key_serializer is not None:
-                key = key_serializer(key)
-            return (
-                _raw(value, "value"),
-                _raw(key, "key"),
-                encode_headers(headers) if headers else (),
+    ) -> _Encoded:
+        chosen = self._async_serializer(serializer)
+        if chosen is None:
+            return self._encode_plain(value, key, headers, serializer)
+        pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+        header_dict: dict[str, Any] = dict(pairs)
+        given = dict(header_dict)
+        if getattr(chosen, "topic_aware", False):
+            # Schema Registry serializers name their subject after the topic.
+            serialize: Any = chosen.serialize
+            value = await serialize(
+                value, headers=header_dict, serializer_kwargs=serializer_kwargs, topic=topic
             )
-
-        return encode
+        else:
+            value = await chosen.serialize(
+                value, headers=header_dict, serializer_kwargs=serializer_kwargs
+            )
+        if header_dict != given:
+            # The serializer added or changed headers (a content type, say).
+            headers = header_dict
+        if self._key_serializer is not None:
+            key = self._key_serializer(key)
+        return _raw(value, "value"), _raw(key, "key"), encode_headers(headers)
 
     async def enqueue(
         self,
@@ -179,15 +174,8 @@ class Producer:
         port = self._port
         if port is None:
             port = self._require_port()
-        if serializer is None or (serializer is DEFAULT and self.serializer is None):
-            # No async serializer: encoded here, without a coroutine per record.
-            if serializer is not None:
-                if self._value_serializer is not None:
-                    value = self._value_serializer(value)
-                if self._key_serializer is not None:
-                    key = self._key_serializer(key)
-            raw_value, raw_key = _raw(value, "value"), _raw(key, "key")
-            raw_headers = encode_headers(headers) if headers else ()
+        if self._async_serializer(serializer) is None:
+            raw_value, raw_key, raw_headers = self._encode_plain(value, key, headers, serializer)
         else:
             raw_value, raw_key, raw_headers = await self._encode(
                 topic, value, key, headers, serializer, serializer_kwargs
@@ -269,18 +257,18 @@ class Producer:
         # One completion for the whole batch (one future, one loop wake-up),
         # instead of one per record. The events serialized before one that
         # fails to are still sent, as enqueue-per-record would.
-        encoded: list[tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]] = []
+        encoded: list[_Encoded] = []
         failure: Exception | None = None
-        plain = self._plain_encoder(serializer)
-        encode = self._encode
-        append = encoded.append
+        plain = self._async_serializer(serializer) is None
         for event in batch_events:
             try:
-                if plain is not None:
-                    append(plain(event.value, event.key, event.headers))
+                if plain:
+                    encoded.append(
+                        self._encode_plain(event.value, event.key, event.headers, serializer)
+                    )
                 else:
-                    append(
-                        await encode(
+                    encoded.append(
+                        await self._encode(
                             topic,
                             event.value,
                             event.key,
