@@ -28,7 +28,6 @@ record. They encode values; a key goes through ``key_serializer`` as usual.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,7 +36,7 @@ from kstreams.exceptions import (
     DeserializationError,
     SerializationError,
 )
-from kstreams.records import ConsumerRecord
+from kstreams.records import ConsumerRecord, copy_record
 
 try:
     from confluent_kafka.schema_registry import SchemaRegistryError
@@ -148,7 +147,7 @@ class SchemaRegistryDeserializer:
                 f"record {consumer_record.topic}[{consumer_record.partition}]@"
                 f"{consumer_record.offset}: {type(self).__name__} cannot decode it: {exc}"
             ) from exc
-        return dataclasses.replace(consumer_record, value=value)
+        return copy_record(consumer_record, value=value)
 
 
 class AvroSerializer(SchemaRegistrySerializer):

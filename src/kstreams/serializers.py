@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from kstreams.exceptions import SerializationError
-from kstreams.records import ConsumerRecord
+from kstreams.records import ConsumerRecord, copy_record
 
 
 class Serializer(Protocol):
@@ -134,8 +134,8 @@ class JsonDeserializer:
         key = consumer_record.key
         decoded_value = loads(value) if value is not None else None
         if self.keys and key is not None:
-            return dataclasses.replace(consumer_record, key=loads(key), value=decoded_value)
-        return dataclasses.replace(consumer_record, value=decoded_value)
+            return copy_record(consumer_record, key=loads(key), value=decoded_value)
+        return copy_record(consumer_record, value=decoded_value)
 
 
 def __getattr__(name: str) -> Any:

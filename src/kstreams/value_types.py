@@ -19,13 +19,12 @@ pydantic is never imported here: a model is anything with the two
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kstreams.exceptions import DeserializationError
-from kstreams.records import ConsumerRecord
+from kstreams.records import ConsumerRecord, copy_record
 
 
 def is_model(tp: Any) -> bool:
@@ -73,12 +72,13 @@ def converter(
     """A function from a record to a copy of it with the key and value validated."""
 
     def convert(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
-        changes: dict[str, Any] = {}
+        value = record.value
         if value_model is not None:
-            changes["value"] = _validate(value_model, record.value, "value", record)
+            value = _validate(value_model, value, "value", record)
+        key = record.key
         if key_model is not None:
-            changes["key"] = _validate(key_model, record.key, "key", record)
-        return dataclasses.replace(record, **changes)
+            key = _validate(key_model, key, "key", record)
+        return copy_record(record, key=key, value=value)
 
     return convert
 
