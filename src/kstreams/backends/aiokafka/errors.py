@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiokafka.errors as aioerrors
@@ -54,13 +54,18 @@ ERROR_MAP: dict[type[BaseException], type[kerrors.KafkaError]] = {
 }
 
 
-def translate(exc: BaseException) -> kerrors.KafkaError:
-    """The kstreams error for an aiokafka one: the nearest mapped class in its MRO."""
+def translate(
+    exc: BaseException,
+    overrides: Mapping[type[BaseException], type[kerrors.KafkaError]] | None = None,
+) -> kerrors.KafkaError:
+    """The kstreams error for an aiokafka one: the nearest mapped class in its MRO, looked
+    up in ``overrides`` (what an error means in one kind of call) before ``ERROR_MAP``."""
     message = str(exc) or type(exc).__name__
-    for cls in type(exc).__mro__:
-        target = ERROR_MAP.get(cls)
-        if target is not None:
-            return target(message)
+    for table in (overrides or {}, ERROR_MAP):
+        for cls in type(exc).__mro__:
+            target = table.get(cls)
+            if target is not None:
+                return target(message)
     return kerrors.KafkaError(message)
 
 

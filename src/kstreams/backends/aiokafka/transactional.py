@@ -41,11 +41,7 @@ _TXN_ERRORS: dict[type[BaseException], type[kerrors.KafkaError]] = {
 
 
 def _translate(exc: BaseException) -> kerrors.KafkaError:
-    for cls in type(exc).__mro__:
-        target = _TXN_ERRORS.get(cls)
-        if target is not None:
-            return target(str(exc) or type(exc).__name__)
-    return translate(exc)
+    return translate(exc, _TXN_ERRORS)
 
 
 class AiokafkaTransactions:
