@@ -11,6 +11,7 @@ import pytest
 from kstreams import ConsumerRecord, Send, Stream, StreamErrorPolicy, TopicPartition, create_engine
 from kstreams.backends import Aiokafka, Confluent, Memory
 from kstreams.backends.memory import MemoryCluster, MemoryConsumer, MemoryProducer
+from kstreams.engine import StreamEngine
 from kstreams.exceptions import ConfigError, StreamError
 from kstreams.transactions import transactional_id
 from tests.offsets import Offsets
@@ -24,6 +25,27 @@ def filled(count: int) -> MemoryCluster:
     for i in range(count):
         cluster.append("in", b"%d" % i)
     return cluster
+
+
+def copier(
+    cluster: MemoryCluster, progress: Offsets, **options: Any
+) -> tuple[StreamEngine, Stream]:
+    """An engine whose exactly-once stream copies "in" to "out" as group "copier", noting
+    each handled offset in ``progress``."""
+    engine = create_engine(backend=Memory(cluster=cluster))
+
+    @engine.stream(
+        "in",
+        group_id="copier",
+        auto_offset_reset="earliest",
+        processing_guarantee="exactly_once",
+        **options,
+    )
+    async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
+        await send("out", value=cr.value)
+        progress.add(cr.offset)
+
+    return engine, copy
 
 
 async def committed_values(cluster: MemoryCluster, topic: str = "out") -> list[bytes | None]:
@@ -188,20 +210,8 @@ async def test_an_idle_stream_commits_its_last_transaction_within_the_interval()
     """With no record coming after the last one, its transaction is still committed once the
     interval is over, without a stop (an idle stream leaves nothing open)."""
     cluster = filled(3)
-    engine = create_engine(backend=Memory(cluster=cluster))
     progress = Offsets()
-
-    @engine.stream(
-        "in",
-        group_id="copier",
-        auto_offset_reset="earliest",
-        processing_guarantee="exactly_once",
-        auto_commit_interval_ms=200,
-    )
-    async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
-        await send("out", value=cr.value)
-        progress.add(cr.offset)
-
+    engine, _ = copier(cluster, progress, auto_commit_interval_ms=200)
     await engine.start()
     try:
         await progress.until(3)
@@ -258,20 +268,8 @@ async def test_a_fenced_stream_rejoins_and_redoes_the_aborted_records_once() -> 
     stream's commit is refused, it rejoins with a new consumer instead of failing, and every
     input is in the output once."""
     cluster = filled(6)
-    engine = create_engine(backend=Memory(cluster=cluster))
     progress = Offsets()
-
-    @engine.stream(
-        "in",
-        group_id="copier",
-        auto_offset_reset="earliest",
-        processing_guarantee="exactly_once",
-        auto_commit_interval_ms=60_000,
-    )
-    async def copy(cr: ConsumerRecord[bytes, bytes], send: Send) -> None:
-        await send("out", value=cr.value)
-        progress.add(cr.offset)
-
+    engine, copy = copier(cluster, progress, auto_commit_interval_ms=60_000)
     await engine.start()
     try:
         await progress.until(6)
