@@ -27,11 +27,12 @@ Outcomes = list[RecordMetadata | KafkaError]
 _NOT_REPORTED: Any = None
 
 
-def metadata_of(message: Message[Any, Any]) -> RecordMetadata:
+def metadata_of(message: Message[Any, Any], topic: str | None = None) -> RecordMetadata:
+    """Where librdkafka stored ``message`` (its topic, when the caller knows it, not read)."""
     timestamp_type, timestamp = message.timestamp()
     offset = message.offset()
     return RecordMetadata(
-        message.topic(),  # type: ignore[arg-type]
+        message.topic() if topic is None else topic,  # type: ignore[arg-type]
         message.partition(),  # type: ignore[arg-type]
         # acks=0: the broker never says where it stored the record.
         offset if offset is not None and offset >= 0 else -1,
@@ -83,16 +84,7 @@ class DeliveryBatch:
         # send_many of 100,000 records otherwise spent more time in the
         # garbage collector's full passes than in librdkafka.
         if error is None:
-            timestamp_type, timestamp = message.timestamp()
-            offset = message.offset()
-            self._outcomes[index] = RecordMetadata(
-                self._topic,
-                message.partition(),  # type: ignore[arg-type]
-                # acks=0: the broker never says where it stored the record.
-                offset if offset is not None and offset >= 0 else -1,
-                timestamp,
-                LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME,
-            )
+            self._outcomes[index] = metadata_of(message, self._topic)
             self._on_report(True)
         else:
             self._outcomes[index] = self._translate(error)
