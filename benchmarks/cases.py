@@ -292,6 +292,27 @@ async def memory_consume(p: Params) -> Result:
     return window.result()
 
 
+async def memory_bare_loop(p: Params) -> Result:
+    """Calibration for memory_consume: ``for r in records: await handle(r)`` over the same
+    records, read from the same memory log, with the same typed no-op handler."""
+    from kstreams.backends.memory import MemoryCluster
+    from kstreams.records import TopicPartition
+
+    n = p["records"]
+    cluster = MemoryCluster()
+    cluster.create_topic("bench", partitions=3)
+    value = b"x" * p["value_size"]
+    for i in range(n):
+        cluster.append("bench", value, partition=i % 3)
+    records = [r for i in range(3) for r in cluster.records(TopicPartition("bench", i))]
+    window = Window(n)
+    handle = typed_counter(window)
+    window.restart()
+    for record in records:
+        await handle(record)
+    return window.result()
+
+
 async def memory_end_to_end(p: Params) -> Result:
     """``engine.send`` N records, one by one, while a typed no-op handler takes them."""
     from kstreams import create_engine
@@ -444,6 +465,7 @@ CASES: dict[str, Callable[[Params], Any]] = {
     "ks_aiokafka_batch": ks_aiokafka_batch,
     "ks_confluent_batch": ks_confluent_batch,
     "memory_consume": memory_consume,
+    "memory_bare_loop": memory_bare_loop,
     "memory_end_to_end": memory_end_to_end,
     "raw_send_aiokafka": raw_send_aiokafka,
     "raw_send_confluent": raw_send_confluent,

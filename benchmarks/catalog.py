@@ -56,7 +56,17 @@ PEER_CONSUME = [
     ),
 ]
 MEMORY = [
-    Case("memory_consume", "kstreams memory, consume only (typed no-op)", "memory"),
+    Case(
+        "memory_consume",
+        "kstreams memory, consume only (typed no-op)",
+        "memory",
+        "memory_bare_loop",
+    ),
+    Case(
+        "memory_bare_loop",
+        "calibration: bare `for r in records: await handle(r)` over memory_consume's records",
+        "memory",
+    ),
     Case("memory_end_to_end", "kstreams memory, send N + handle N", "memory"),
 ]
 PRODUCE = [
