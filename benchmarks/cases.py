@@ -268,18 +268,25 @@ async def ks_confluent_batch(p: Params) -> Result:
 # -- the memory backend ------------------------------------------------------------
 
 
+def _preloaded_cluster(p: Params) -> Any:
+    """A MemoryCluster whose topic ``bench`` holds the run's records over 3 partitions."""
+    from kstreams.backends.memory import MemoryCluster
+
+    cluster = MemoryCluster()
+    cluster.create_topic("bench", partitions=3)
+    value = b"x" * p["value_size"]
+    for i in range(p["records"]):
+        cluster.append("bench", value, partition=i % 3)
+    return cluster
+
+
 async def memory_consume(p: Params) -> Result:
     """N records appended before the engine starts, through a typed no-op handler."""
     from kstreams import create_engine
     from kstreams.backends import Memory
-    from kstreams.backends.memory import MemoryCluster
 
     n = p["records"]
-    cluster = MemoryCluster()
-    cluster.create_topic("bench", partitions=3)
-    value = b"x" * p["value_size"]
-    for i in range(n):
-        cluster.append("bench", value, partition=i % 3)
+    cluster = _preloaded_cluster(p)
     window = Window(n)
     engine = create_engine(backend=Memory(cluster=cluster))
     engine.stream("bench", group_id="bench", auto_offset_reset="earliest")(typed_counter(window))
@@ -295,15 +302,10 @@ async def memory_consume(p: Params) -> Result:
 async def memory_bare_loop(p: Params) -> Result:
     """Calibration for memory_consume: ``for r in records: await handle(r)`` over the same
     records, read from the same memory log, with the same typed no-op handler."""
-    from kstreams.backends.memory import MemoryCluster
     from kstreams.records import TopicPartition
 
     n = p["records"]
-    cluster = MemoryCluster()
-    cluster.create_topic("bench", partitions=3)
-    value = b"x" * p["value_size"]
-    for i in range(n):
-        cluster.append("bench", value, partition=i % 3)
+    cluster = _preloaded_cluster(p)
     records = [r for i in range(3) for r in cluster.records(TopicPartition("bench", i))]
     window = Window(n)
     handle = typed_counter(window)
