@@ -11,6 +11,7 @@ import aiokafka.errors as aioerrors
 from aiokafka.abc import ConsumerRebalanceListener
 
 from kstreams import exceptions as kerrors
+from kstreams.backends.aiokafka.closing import stop_client
 from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, start_client, translate
 from kstreams.backends.aiokafka.fetched import build_kstreams_records
 from kstreams.backends.aiokafka.transactional import AiokafkaGroupMetadata
@@ -198,7 +199,7 @@ class AiokafkaConsumer(AiokafkaGroupMetadata):
         if client is None:
             return
         try:
-            await client.stop()
+            await stop_client(client)
         except CLIENT_ERRORS as exc:
             raise translate(exc) from exc
 
