@@ -104,6 +104,7 @@ def to_records(batch: MessageBatch) -> RecordBatch:
 
     Runs on the event loop, in ``getmany``. Per message only C getters and
     the record's own constructor run; topic and partition come from the group.
+    Empties ``batch``'s lists as it goes.
     """
     records: RecordBatch = {}
     # Untyped on purpose: librdkafka's getters are typed Optional, and a cast()
@@ -113,11 +114,19 @@ def to_records(batch: MessageBatch) -> RecordBatch:
     new: Callable[..., RawRecord] = object.__new__
     init: Callable[..., None] = ConsumerRecord.__init__
     cls = ConsumerRecord
-    for partition, messages in batch.items():
+    for partition, grouped in batch.items():
+        messages: list[Any] = grouped
         topic, number = partition.topic, partition.partition
         built: list[RawRecord] = []
         append = built.append
-        for message in messages:
+        for index in range(len(messages)):
+            message = messages[index]
+            # Each message is freed as soon as its record is built: the garbage
+            # collector counts live objects, and a batch of messages alive next
+            # to its records made it run about once per batch, with a full pass
+            # (over every object of the process) every few dozen batches:
+            # 0.45 us per record, and the loop's longest stalls.
+            messages[index] = None
             timestamp_type, timestamp = message.timestamp()
             key, value, headers = message.key(), message.value(), message.headers()
             record = new(cls)
