@@ -103,3 +103,14 @@ def test_a_record_mutated_by_its_handler_changes_nothing_else() -> None:
     assert first.value == {"decoded": True}
     assert second.value == b"x"
     assert first.offset == 1
+
+
+def test_messages_of_one_known_topic_are_grouped_by_partition_alone() -> None:
+    """Given the one topic consumed, grouping gives the same batch and shares the cache."""
+    messages = [message("a", 0, 1), message("a", 2, 4), message("a", 0, 2)]
+    cache: dict[Any, TopicPartition] = {}
+    batch, error = group_messages(messages, cache, "a")
+    assert error is None
+    assert batch == group_messages(messages, {})[0]
+    (known,) = group_messages([message("a", 2, 5)], cache)[0]
+    assert known is next(tp for tp in batch if tp.partition == 2)

@@ -296,7 +296,8 @@ class ConsumerThreadSide:
         return self._admit(batch)
 
     def _accept(self, messages: list[Message[Any, Any]]) -> MessageBatch:
-        batch, problem = group_messages(messages, self._partition_cache)
+        topic = self._topics[0] if self._pattern is None and len(self._topics) == 1 else None
+        batch, problem = group_messages(messages, self._partition_cache, topic)
         error = self._message_error(problem) if problem is not None else None
         batch = self._admit(batch)
         client = self._consumer()
