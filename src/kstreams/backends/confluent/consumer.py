@@ -2,7 +2,8 @@
 
 librdkafka calls block, so each consumer is owned by one worker thread that
 makes every call to it, close included (:mod:`.consumer_thread`); the methods
-here only check state, submit jobs and await them.
+here check state, submit jobs and await them, and ``getmany`` builds the
+records of the messages the worker hands over (:func:`.messages.to_records`).
 """
 
 from __future__ import annotations
