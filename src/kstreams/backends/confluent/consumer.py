@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -161,9 +162,14 @@ class ConfluentConsumer(ConsumerThreadSide, ConfluentGroupMetadata):
         try:
             messages = await asyncio.wrap_future(fetched)
         except asyncio.CancelledError:
-            # The records were taken from librdkafka already: keep them for
-            # the next getmany instead of skipping them.
-            fetched.add_done_callback(self._keep_undelivered)
+            # The messages were taken from librdkafka already: keep them for
+            # the next getmany instead of skipping them. On the worker, which
+            # owns the undelivered list (a done-callback would run here, on the
+            # loop, when the fetch had finished already): queued behind the
+            # fetch, before any later one.
+            with contextlib.suppress(ConsumerStoppedError):  # closing: nothing reads them
+                keep = functools.partial(self._keep_undelivered, fetched)
+                worker.submit(keep, control=False).add_done_callback(_log_failure)
             raise
         return to_records(messages)
 
