@@ -59,14 +59,13 @@ class StreamConsumer(Fetcher):
         self._check_not_cancelled()
         self._release()
         chunks = self._chunks
-        if not chunks or chunks[0].pos >= len(chunks[0].records):
+        record = next(chunks[0].it, None) if chunks else None
+        if record is None:
             await self.wait_for_records(None)
-        chunk = chunks[0]
-        pos = chunk.pos
-        chunk.pos = pos + 1
+            record = next(chunks[0].it)
         self._buffered -= 1
-        self._held = chunk
-        return chunk.records[pos]
+        self._held = chunks[0]
+        return record
 
     async def run(self, handler: Callable[[RawRecord], Awaitable[Any]]) -> None:
         """Await ``handler`` on every record, in order, until the stream stops.
@@ -83,7 +82,7 @@ class StreamConsumer(Fetcher):
         turn = 0
         held_since = time.monotonic()
         while True:
-            if not chunks or chunks[0].pos >= len(chunks[0].records):
+            if not chunks or not chunks[0].remaining:
                 try:
                     await self.wait_for_records(None)
                 except ConsumerStoppedError:
@@ -91,37 +90,37 @@ class StreamConsumer(Fetcher):
                         return
                     raise
             chunk = chunks[0]
-            records = chunk.records
             part = chunk.part
             self._held = chunk
-            while (pos := chunk.pos) < len(records):
-                chunk.pos = pos + 1
-                self._buffered -= 1
-                record = records[pos]
-                await handler(record)
-                if self._closing:
-                    # Only a stop cancels a stream's task, and it sets closing first:
-                    # a handler that swallowed that cancellation did not handle its record.
-                    if task.cancelling():
-                        raise asyncio.CancelledError
-                    part.handled = record.offset + 1
-                    self._held = None
-                    self._signal_release()
-                    return
-                part.handled = record.offset + 1
-                if self._release_waiter is not None:
-                    self._signal_release()
-                turn += 1
-                if turn >= YIELD_CHECK_EVERY:
-                    turn = 0
-                    if time.monotonic() - held_since >= YIELD_AFTER_S:
-                        await asyncio.sleep(0)
-                        held_since = time.monotonic()
-                        if self._closing:
-                            self._held = None
-                            self._signal_release()
-                            return
+            # What is handled and buffered follows the chunk's iterator (see hand_out).
+            self._buffered -= part.hand_out(chunk)
+            try:
+                for record in chunk.it:
+                    await handler(record)
+                    if self._closing:
+                        # Only a stop cancels a stream's task, and it sets closing first:
+                        # a handler that swallowed that cancellation did not handle its record.
+                        if task.cancelling():
+                            raise asyncio.CancelledError
+                        break
+                    turn += 1
+                    if turn >= YIELD_CHECK_EVERY:
+                        turn = 0
+                        if time.monotonic() - held_since >= YIELD_AFTER_S:
+                            self._buffered += part.hand_back(last_handled=True)
+                            await asyncio.sleep(0)
+                            held_since = time.monotonic()
+                            if self._closing:
+                                break
+                            self._buffered -= part.hand_out(chunk)
+            except BaseException:
+                self._buffered += part.hand_back(last_handled=False)
+                raise
+            self._buffered += part.hand_back(last_handled=True)
             self._held = None
+            self._signal_release()
+            if self._closing:
+                return
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
@@ -166,17 +165,14 @@ class StreamConsumer(Fetcher):
         others' records are not stuck behind them in the buffer.
         """
         chunks = self._chunks
-        while chunks and chunks[0].pos >= len(chunks[0].records):
+        while chunks and not chunks[0].remaining:
             chunks.popleft()
             self._maybe_resume_flow()
         for chunk in chunks:
-            pos = chunk.pos
             part = chunk.part
-            if pos < len(chunk.records) and part.running < max_running:
-                chunk.pos = pos + 1
+            if part.running < max_running and (record := next(chunk.it, None)) is not None:
                 self._buffered -= 1
                 self.outstanding += 1
-                record = chunk.records[pos]
                 part.started(record.offset)
                 self._running[part.tp, record.offset] = record
                 return part, record
@@ -497,4 +493,4 @@ class StreamConsumer(Fetcher):
     @property
     def buffered(self) -> int:
         """Records fetched and not yet handed out."""
-        return self._buffered
+        return self._in_buffer()
