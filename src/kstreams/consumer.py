@@ -73,7 +73,8 @@ class StreamConsumer(Fetcher):
         A record is handled once ``handler`` returns and its task was not
         cancelled; an exception from it propagates with that record still in
         hand (see :meth:`skip_in_hand`). The per-record path of typed
-        handlers: no intermediate coroutine per record.
+        handlers: no intermediate coroutine and no bookkeeping per record
+        (what is handled follows the chunk's iterator, see ``hand_out``).
         """
         self._release()
         task = asyncio.current_task()
@@ -108,6 +109,7 @@ class StreamConsumer(Fetcher):
                         turn = 0
                         if time.monotonic() - held_since >= YIELD_AFTER_S:
                             self._buffered += part.hand_back(last_handled=True)
+                            self._signal_release()
                             await asyncio.sleep(0)
                             held_since = time.monotonic()
                             if self._closing:
