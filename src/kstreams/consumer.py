@@ -57,15 +57,17 @@ class StreamConsumer(Fetcher):
     async def getone(self) -> RawRecord:
         """The next record; the one handed out before it now counts as handled."""
         self._check_not_cancelled()
+        held = self._held
+        # Taking the next record of the chunk in hand counts the last one (see hand_out).
+        if held is not None and held.part.live is held and (record := next(held.it, None)):
+            return record
         self._release()
         chunks = self._chunks
-        record = next(chunks[0].it, None) if chunks else None
-        if record is None:
+        if not chunks or not chunks[0].remaining:
             await self.wait_for_records(None)
-            record = next(chunks[0].it)
-        self._buffered -= 1
-        self._held = chunks[0]
-        return record
+        chunk = self._held = chunks[0]
+        self._buffered -= chunk.part.hand_out(chunk)
+        return next(chunk.it)
 
     async def run(self, handler: Callable[[RawRecord], Awaitable[Any]]) -> None:
         """Await ``handler`` on every record, in order, until the stream stops.
@@ -90,9 +92,8 @@ class StreamConsumer(Fetcher):
                     if self._closing:
                         return
                     raise
-            chunk = chunks[0]
+            chunk = self._held = chunks[0]
             part = chunk.part
-            self._held = chunk
             # What is handled and buffered follows the chunk's iterator (see hand_out).
             self._buffered -= part.hand_out(chunk)
             try:

@@ -373,8 +373,10 @@ class Fetcher:
         held = self._held
         if held is not None:
             self._held = None
-            if held.pos:
-                held.part.handled = held.records[held.pos - 1].offset + 1
+            if held.part.live is held:
+                self._buffered += held.part.hand_back(last_handled=True)
+            elif pos := held.pos:
+                held.part.handled = held.records[pos - 1].offset + 1
         if self._held_batch:
             for chunk, _, end in self._held_batch:
                 chunk.part.handled = chunk.records[end - 1].offset + 1

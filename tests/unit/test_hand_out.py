@@ -114,3 +114,33 @@ async def test_a_typed_handler_sees_exact_handled_offsets_and_buffer_count() -> 
         await engine.stop()
     assert seen == [(i, i or None, [i], 9 - i) for i in range(10)]
     assert cluster.committed("g", TP) == 10
+
+
+async def test_a_stream_iterating_records_sees_the_same_handled_offsets() -> None:
+    """With ``async for cr in stream``, asking for the next record is what counts the last one."""
+    cluster = MemoryCluster()
+    cluster.create_topic("t", partitions=1)
+    for i in range(10):
+        cluster.append("t", b"%d" % i)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    seen: list[tuple[int, int | None, list[int], int]] = []
+    done = asyncio.Event()
+
+    @engine.stream("t", group_id="g", auto_offset_reset="earliest", max_poll_records=10)
+    async def flow(stream: Stream) -> None:
+        async for cr in stream:
+            await asyncio.sleep(0)
+            consumer = stream.consumer
+            assert consumer is not None
+            in_hand = [r.offset for r in consumer.in_hand_records()]
+            seen.append((cr.offset, consumer.handled_offsets().get(TP), in_hand, consumer.buffered))
+            if cr.offset == 9:
+                done.set()
+
+    await engine.start()
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        await engine.stop()
+    assert seen == [(i, i or None, [i], 9 - i) for i in range(10)]
+    assert cluster.committed("g", TP) == 10  # asking for an 11th counted the 10th
