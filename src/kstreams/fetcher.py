@@ -171,6 +171,8 @@ class Fetcher:
                 finally:
                     self._in_rebalance = False
         finally:
+            if self._held is not None:  # what a stopped loop had in hand stays unhandled
+                self._held.part.hand_back(last_handled=False)
             self._chunks.clear()
             self._buffered = 0
             for part in self._parts.values():

@@ -144,3 +144,30 @@ async def test_a_stream_iterating_records_sees_the_same_handled_offsets() -> Non
         await engine.stop()
     assert seen == [(i, i or None, [i], 9 - i) for i in range(10)]
     assert cluster.committed("g", TP) == 10  # asking for an 11th counted the 10th
+
+
+async def test_nothing_counts_as_buffered_once_a_stream_stopped_mid_chunk() -> None:
+    """A stream stopped with a record in hand and more buffered leaves its consumer empty."""
+    cluster = MemoryCluster()
+    cluster.create_topic("t", partitions=1)
+    for i in range(10):
+        cluster.append("t", b"%d" % i)
+    engine = create_engine(backend=Memory(cluster=cluster))
+    third = asyncio.Event()
+
+    @engine.stream("t", group_id="g", auto_offset_reset="earliest", max_poll_records=10)
+    async def flow(stream: Stream) -> None:
+        async for cr in stream:
+            if cr.offset == 2:
+                third.set()
+                await asyncio.Event().wait()  # in hand until the stop cancels it
+
+    flow.graceful_timeout_s = 0.1  # then the stop cancels the handler
+    await engine.start()
+    await asyncio.wait_for(third.wait(), 5)
+    consumer = flow.consumer
+    assert consumer is not None
+    assert consumer.buffered == 7
+    await engine.stop()
+    assert consumer.buffered == 0
+    assert cluster.committed("g", TP) == 2
