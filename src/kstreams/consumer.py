@@ -57,16 +57,17 @@ class StreamConsumer(Fetcher):
     async def getone(self) -> RawRecord:
         """The next record; the one handed out before it now counts as handled."""
         self._check_not_cancelled()
+        held = self._held
+        # Taking the next record of the chunk in hand counts the last one (see hand_out).
+        if held is not None and held.part.live is held and (record := next(held.it, None)):
+            return record
         self._release()
         chunks = self._chunks
-        if not chunks or chunks[0].pos >= len(chunks[0].records):
+        if not chunks or not chunks[0].remaining:
             await self.wait_for_records(None)
-        chunk = chunks[0]
-        pos = chunk.pos
-        chunk.pos = pos + 1
-        self._buffered -= 1
-        self._held = chunk
-        return chunk.records[pos]
+        chunk = self._held = chunks[0]
+        self._buffered -= chunk.part.hand_out(chunk)
+        return next(chunk.it)
 
     async def run(self, handler: Callable[[RawRecord], Awaitable[Any]]) -> None:
         """Await ``handler`` on every record, in order, until the stream stops.
@@ -74,7 +75,8 @@ class StreamConsumer(Fetcher):
         A record is handled once ``handler`` returns and its task was not
         cancelled; an exception from it propagates with that record still in
         hand (see :meth:`skip_in_hand`). The per-record path of typed
-        handlers: no intermediate coroutine per record.
+        handlers: no intermediate coroutine and no bookkeeping per record
+        (what is handled follows the chunk's iterator, see ``hand_out``).
         """
         self._release()
         task = asyncio.current_task()
@@ -83,45 +85,45 @@ class StreamConsumer(Fetcher):
         turn = 0
         held_since = time.monotonic()
         while True:
-            if not chunks or chunks[0].pos >= len(chunks[0].records):
+            if not chunks or not chunks[0].remaining:
                 try:
                     await self.wait_for_records(None)
                 except ConsumerStoppedError:
                     if self._closing:
                         return
                     raise
-            chunk = chunks[0]
-            records = chunk.records
+            chunk = self._held = chunks[0]
             part = chunk.part
-            self._held = chunk
-            while (pos := chunk.pos) < len(records):
-                chunk.pos = pos + 1
-                self._buffered -= 1
-                record = records[pos]
-                await handler(record)
-                if self._closing:
-                    # Only a stop cancels a stream's task, and it sets closing first:
-                    # a handler that swallowed that cancellation did not handle its record.
-                    if task.cancelling():
-                        raise asyncio.CancelledError
-                    part.handled = record.offset + 1
-                    self._held = None
-                    self._signal_release()
-                    return
-                part.handled = record.offset + 1
-                if self._release_waiter is not None:
-                    self._signal_release()
-                turn += 1
-                if turn >= YIELD_CHECK_EVERY:
-                    turn = 0
-                    if time.monotonic() - held_since >= YIELD_AFTER_S:
-                        await asyncio.sleep(0)
-                        held_since = time.monotonic()
-                        if self._closing:
-                            self._held = None
+            # What is handled and buffered follows the chunk's iterator (see hand_out).
+            self._buffered -= part.hand_out(chunk)
+            try:
+                for record in chunk.it:
+                    await handler(record)
+                    if self._closing:
+                        # Only a stop cancels a stream's task, and it sets closing first:
+                        # a handler that swallowed that cancellation did not handle its record.
+                        if task.cancelling():
+                            raise asyncio.CancelledError
+                        break
+                    turn += 1
+                    if turn >= YIELD_CHECK_EVERY:
+                        turn = 0
+                        if time.monotonic() - held_since >= YIELD_AFTER_S:
+                            self._buffered += part.hand_back(last_handled=True)
                             self._signal_release()
-                            return
+                            await asyncio.sleep(0)
+                            held_since = time.monotonic()
+                            if self._closing:
+                                break
+                            self._buffered -= part.hand_out(chunk)
+            except BaseException:
+                self._buffered += part.hand_back(last_handled=False)
+                raise
+            self._buffered += part.hand_back(last_handled=True)
             self._held = None
+            self._signal_release()
+            if self._closing:
+                return
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
@@ -166,17 +168,14 @@ class StreamConsumer(Fetcher):
         others' records are not stuck behind them in the buffer.
         """
         chunks = self._chunks
-        while chunks and chunks[0].pos >= len(chunks[0].records):
+        while chunks and not chunks[0].remaining:
             chunks.popleft()
             self._maybe_resume_flow()
         for chunk in chunks:
-            pos = chunk.pos
             part = chunk.part
-            if pos < len(chunk.records) and part.running < max_running:
-                chunk.pos = pos + 1
+            if part.running < max_running and (record := next(chunk.it, None)) is not None:
                 self._buffered -= 1
                 self.outstanding += 1
-                record = chunk.records[pos]
                 part.started(record.offset)
                 self._running[part.tp, record.offset] = record
                 return part, record
@@ -497,4 +496,4 @@ class StreamConsumer(Fetcher):
     @property
     def buffered(self) -> int:
         """Records fetched and not yet handed out."""
-        return self._buffered
+        return self._in_buffer()

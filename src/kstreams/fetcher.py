@@ -18,7 +18,7 @@ from kstreams.exceptions import (
     ConsumerStoppedError,
     KafkaError,
 )
-from kstreams.partitions import Chunk, PartitionState
+from kstreams.partitions import Chunk, PartitionState, drop_chunks
 from kstreams.ports import ConsumerPort, RawRecord, RebalanceCallbacks
 from kstreams.records import TopicPartition
 
@@ -74,7 +74,7 @@ class Fetcher:
         self._user_paused: set[TopicPartition] = set()
 
         self._chunks: deque[Chunk] = deque()
-        self._buffered = 0
+        self._buffered = 0  # but those of a chunk handed out (see _in_buffer)
         #: Records taken out of the buffer by a concurrent runner, not finished:
         #: they count against ``max_buffered_records`` too.
         self.outstanding = 0
@@ -171,6 +171,8 @@ class Fetcher:
                 finally:
                     self._in_rebalance = False
         finally:
+            if self._held is not None:  # what a stopped loop had in hand stays unhandled
+                self._held.part.hand_back(last_handled=False)
             self._chunks.clear()
             self._buffered = 0
             for part in self._parts.values():
@@ -211,7 +213,7 @@ class Fetcher:
                     self._apply_desired(batch)
                 if batch:
                     self._buffer(batch)
-                    if self._buffered + self.outstanding >= self._max_buffered:
+                    if self._in_buffer() + self.outstanding >= self._max_buffered:
                         await self._wait_for_room_or_pause()
                     else:
                         # Let the handler drain before fetching again: the client
@@ -291,15 +293,15 @@ class Fetcher:
         # RSS in rss_aiokafka), unless concurrent lanes starve on a partition with none buffered.
         busy: set[PartitionState] = set()
         for _turn in range(MAX_ROOM_TURNS):
-            left = self._buffered
+            left = self._in_buffer()
             try:
                 await asyncio.wait_for(self._room.wait(), self._pause_after_s)
                 return
             except TimeoutError:
-                busy = {chunk.part for chunk in self._chunks if chunk.pos < len(chunk.records)}
+                busy = {chunk.part for chunk in self._chunks if chunk.remaining}
                 unfed = (p for p in self._parts.values() if p not in busy and not p.revoking)
                 starving = self.outstanding and any(p.tp not in self._user_paused for p in unfed)
-                if self._buffered >= left or starving:
+                if self._in_buffer() >= left or starving:
                     break
         if not self._room.is_set():
             for part in busy:
@@ -309,7 +311,7 @@ class Fetcher:
                 self._request_sync()
 
     def _maybe_resume_flow(self) -> None:
-        if self._buffered + self.outstanding > self._max_buffered // 2:
+        if self._in_buffer() + self.outstanding > self._max_buffered // 2:
             return
         self._room.set()
         if self._flow_paused:
@@ -352,35 +354,31 @@ class Fetcher:
 
     def _drop_buffered(self, parts: Collection[PartitionState]) -> dict[TopicPartition, int]:
         """Forget undelivered records of ``parts``; return the first dropped offset of each."""
-        first: dict[TopicPartition, int] = {}
         if not parts:
-            return first
-        kept: list[Chunk] = []
-        for chunk in self._chunks:
-            if chunk.part in parts:
-                remaining = len(chunk.records) - chunk.pos
-                if remaining:
-                    first.setdefault(chunk.part.tp, chunk.records[chunk.pos].offset)
-                    self._buffered -= remaining
-                    # Nothing more is handed out of it; what is in hand still counts.
-                    del chunk.records[chunk.pos :]
-            else:
-                kept.append(chunk)
-        if len(kept) != len(self._chunks):
-            self._chunks.clear()
-            self._chunks.extend(kept)
+            return {}
+        first, dropped = drop_chunks(self._chunks, parts)
+        self._buffered -= dropped
         self._maybe_resume_flow()
         return first
 
     # -- handing records out -------------------------------------------------
+
+    def _in_buffer(self) -> int:
+        """Records fetched and not handed out yet (a chunk handed out counts its own)."""
+        held = self._held
+        if held is not None and held.part.live is held:
+            return self._buffered + held.remaining
+        return self._buffered
 
     def _release(self) -> None:
         """What was handed out last has been handled."""
         held = self._held
         if held is not None:
             self._held = None
-            if held.pos:
-                held.part.handled = held.records[held.pos - 1].offset + 1
+            if held.part.live is held:
+                self._buffered += held.part.hand_back(last_handled=True)
+            elif pos := held.pos:
+                held.part.handled = held.records[pos - 1].offset + 1
         if self._held_batch:
             for chunk, _, end in self._held_batch:
                 chunk.part.handled = chunk.records[end - 1].offset + 1
@@ -398,12 +396,12 @@ class Fetcher:
 
     def _has_data(self, partitions: Collection[TopicPartition] | None) -> bool:
         chunks = self._chunks
-        while chunks and chunks[0].pos >= len(chunks[0].records):
+        while chunks and not chunks[0].remaining:
             chunks.popleft()
             self._maybe_resume_flow()
         if partitions is None:
             return bool(chunks)
-        return any(c.part.tp in partitions and c.pos < len(c.records) for c in chunks)
+        return any(c.part.tp in partitions and c.remaining for c in chunks)
 
     async def wait_for_records(
         self,

@@ -9,6 +9,8 @@ never reaches a commit, whatever the client reports as its assignment.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection, Iterator
+from typing import Protocol, cast
 
 from kstreams.ports import RawRecord
 from kstreams.records import TopicPartition
@@ -23,10 +25,12 @@ class PartitionState:
 
     __slots__ = (
         "_done",
+        "_handled",
+        "_live_from",
         "_window",
         "committed",
         "flow_paused",
-        "handled",
+        "live",
         "owned",
         "position",
         "revoking",
@@ -37,7 +41,11 @@ class PartitionState:
 
     def __init__(self, tp: TopicPartition) -> None:
         self.tp = tp
-        self.handled: int | None = None
+        self._handled: int | None = None
+        #: The chunk a loop hands out one record after another (see hand_out), and
+        #: its position when that began or ``handled`` was last set.
+        self.live: Chunk | None = None
+        self._live_from = 0
         self.committed: int | None = None
         #: The offset after the last record buffered, or the target of the last
         #: seek: the position as the user sees it once the buffer is drained.
@@ -64,6 +72,47 @@ class PartitionState:
             f"<PartitionState {self.tp.topic}[{self.tp.partition}] handled={self.handled} "
             f"committed={self.committed} revoking={self.revoking} owned={self.owned}>"
         )
+
+    @property
+    def handled(self) -> int | None:
+        live = self.live
+        if live is not None:
+            # Every record the live chunk's loop passed is handled, but the one in hand.
+            done = live.pos - 1
+            if done > self._live_from:
+                return live.records[done - 1].offset + 1
+        return self._handled
+
+    @handled.setter
+    def handled(self, offset: int | None) -> None:
+        live = self.live
+        if live is not None:
+            self._live_from = max(self._live_from, live.pos - 1)
+        self._handled = offset
+
+    # -- one record after another: handled offsets kept by the chunk --------
+
+    def hand_out(self, chunk: Chunk) -> int:
+        """A loop hands out ``chunk``'s records through ``chunk.it``, awaiting each one's
+        handler before it takes the next: until :meth:`hand_back`, each record it took
+        counts as handled but the last one, in hand. No per-record bookkeeping.
+
+        Returns how many records of it wait in the buffer (they count as taken)."""
+        self.live = chunk
+        self._live_from = chunk.pos
+        return chunk.remaining
+
+    def hand_back(self, *, last_handled: bool) -> int:
+        """The loop of :meth:`hand_out` stopped; ``last_handled``: the handler of the
+        record it took last returned (and counts). Returns how many wait in the buffer."""
+        live = self.live
+        if live is None:
+            return 0
+        done = live.pos if last_handled else live.pos - 1
+        if done > self._live_from:
+            self._handled = live.records[done - 1].offset + 1
+        self.live = None
+        return live.remaining
 
     # -- concurrent handling: the contiguous handled prefix -----------------
 
@@ -98,7 +147,7 @@ class PartitionState:
             later = window.popleft()
             done.discard(later)
             end = later + 1
-        self.handled = end
+        self._handled = end  # never live: concurrent handlers take records one by one
 
     @property
     def unfinished(self) -> int | None:
@@ -106,17 +155,65 @@ class PartitionState:
         return self._window[0] if self._window else None
 
 
+class _ListIterator(Iterator[RawRecord], Protocol):
+    def __length_hint__(self) -> int: ...
+    def __setstate__(self, index: int, /) -> None: ...
+
+
 class Chunk:
     """Records of one partition from one fetch, handed out front to back.
 
     ``records[pos:]`` wait in the buffer; ``records[:pos]`` were handed out.
+    The position is that of the iterator ``it``: handing a record out is
+    ``next(it)``, and a loop handing them out keeps no count of its own.
     Dropping the chunk (revoke, seek, pause) truncates ``records`` at ``pos``
     so a loop handing them out stops at once.
     """
 
-    __slots__ = ("part", "pos", "records")
+    __slots__ = ("it", "part", "records")
 
     def __init__(self, part: PartitionState, records: list[RawRecord]) -> None:
         self.part = part
         self.records = records
-        self.pos = 0
+        self.it = cast("_ListIterator", iter(records))
+
+    @property
+    def remaining(self) -> int:
+        """How many records wait in the buffer."""
+        return self.it.__length_hint__()
+
+    @property
+    def pos(self) -> int:
+        return len(self.records) - self.it.__length_hint__()
+
+    @pos.setter
+    def pos(self, index: int) -> None:
+        self.it.__setstate__(index)
+
+
+def drop_chunks(
+    chunks: deque[Chunk], parts: Collection[PartitionState]
+) -> tuple[dict[TopicPartition, int], int]:
+    """Truncate the chunks of ``parts`` at their position, so nothing more is handed out
+    of them, and take them out of ``chunks``; return the first dropped offset of each
+    partition, and how many records left the buffer's count (a chunk handed out keeps
+    its own, see :meth:`PartitionState.hand_out`)."""
+    first: dict[TopicPartition, int] = {}
+    dropped = 0
+    kept: list[Chunk] = []
+    for chunk in chunks:
+        if chunk.part in parts:
+            remaining = chunk.remaining
+            if remaining:
+                pos = chunk.pos
+                first.setdefault(chunk.part.tp, chunk.records[pos].offset)
+                if chunk.part.live is not chunk:
+                    dropped += remaining
+                # What is in hand still counts.
+                del chunk.records[pos:]
+        else:
+            kept.append(chunk)
+    if len(kept) != len(chunks):
+        chunks.clear()
+        chunks.extend(kept)
+    return first, dropped
