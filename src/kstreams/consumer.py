@@ -312,8 +312,6 @@ class StreamConsumer(Fetcher):
             for part in parts:
                 part.revoking = True
             self._drop_buffered(parts)
-            if self.on_revoking is not None and parts:
-                self.on_revoking(parts)
             await self._wait_released(parts)
             if self._auto_commit:
                 await self._commit_quietly(parts)

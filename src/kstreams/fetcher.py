@@ -90,9 +90,6 @@ class Fetcher:
         # failed (for in_hand and skip_in_hand).
         self._running: dict[tuple[TopicPartition, int], RawRecord] = {}
         self._failed: tuple[PartitionState, RawRecord] | None = None
-        #: Called with the partitions being revoked, before waiting for their
-        #: records in hand (a concurrent runner drops what it has not started).
-        self.on_revoking: Callable[[list[PartitionState]], None] | None = None
 
         self._last_commit = time.monotonic()
         self._fetching = False
