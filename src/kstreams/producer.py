@@ -313,21 +313,19 @@ class Producer:
         encoded: list[_Encoded] = []
         failure: Exception | None = None
         plain = self._async_serializer(serializer) is None
+        raw = plain and (serializer is None or self._no_plain_serializers)
+        append = encoded.append
         for event in batch_events:
             try:
-                if plain:
-                    encoded.append(
-                        self._encode_plain(event.value, event.key, event.headers, serializer)
-                    )
+                value = event.value
+                if raw and type(value) is bytes and event.key is None and not event.headers:
+                    append((value, None, ()))  # _encode_plain's first case, inline
+                elif plain:
+                    append(self._encode_plain(value, event.key, event.headers, serializer))
                 else:
-                    encoded.append(
+                    append(
                         await self._encode(
-                            topic,
-                            event.value,
-                            event.key,
-                            event.headers,
-                            serializer,
-                            serializer_kwargs,
+                            topic, value, event.key, event.headers, serializer, serializer_kwargs
                         )
                     )
             except Exception as exc:
@@ -336,14 +334,15 @@ class Producer:
         outcomes = await (
             await port.send_batch(topic, encoded, partition=partition, timestamp_ms=timestamp_ms)
         )
-        results: list[RecordMetadata] = []
-        last = self.last_offsets
-        for outcome in outcomes:
-            if isinstance(outcome, RecordMetadata):
-                last[(outcome.topic, outcome.partition)] = outcome.offset
-                results.append(outcome)
-            elif failure is None:
-                failure = outcome
+        failed = [outcome for outcome in outcomes if not isinstance(outcome, RecordMetadata)]
+        results = cast(list[RecordMetadata], outcomes)
+        if failed:
+            results = [outcome for outcome in outcomes if isinstance(outcome, RecordMetadata)]
+            failure = failure or failed[0]
+        # The last offset per partition: one dict entry per partition, not per record.
+        last = {metadata.partition: metadata.offset for metadata in results}
+        for number, offset in last.items():
+            self.last_offsets[(topic, number)] = offset
         if failure is not None:
             raise failure
         return results
