@@ -86,7 +86,13 @@ PRODUCE = [
     Case(
         "send_many_aiokafka", "kstreams aiokafka, engine.send_many", "produce", "raw_send_aiokafka"
     ),
-    Case("raw_send_confluent", "raw confluent produce() + flush", "produce"),
+    Case("raw_send_confluent", "raw confluent produce(on_delivery) + flush", "produce"),
+    Case(
+        "raw_send_confluent_fire",
+        "raw confluent produce() + flush, no delivery reports",
+        "produce",
+        "raw_send_confluent",
+    ),
     Case(
         "send_each_confluent",
         "kstreams confluent, engine.send awaited one by one",
