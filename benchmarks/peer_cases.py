@@ -17,7 +17,15 @@ import sys
 import time
 from typing import Any
 
-from cases import GROUP_OPTIONS, RD_GROUP_PROPERTIES, Params, Result, Window, wait_done
+from cases import (
+    GROUP_OPTIONS,
+    RD_FETCH_PROPERTIES,
+    RD_GROUP_PROPERTIES,
+    Params,
+    Result,
+    Window,
+    wait_done,
+)
 
 #: Records FastStream reads (of the N pre-loaded).
 SLOW_PEER_RECORDS = 50_000
@@ -104,6 +112,7 @@ async def aio_consume(p: Params) -> Result:
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             **RD_GROUP_PROPERTIES,
+            **RD_FETCH_PROPERTIES,
         }
     )
 

@@ -59,7 +59,6 @@ class ConcurrentRunner:
         """Hand records to lanes until the stream stops or a handler fails; then let
         the running handlers finish and raise the first failure."""
         consumer = self._consumer
-        consumer.on_revoking = self._drop_queued
         consumer.on_data = self._slot.set
         # Records taken per partition at most: one (partition order), or one per
         # handler (key order); the rest stay buffered so other partitions go on.
@@ -97,7 +96,6 @@ class ConcurrentRunner:
                 self._tasks.add(task)
         finally:
             await self._finish_running()
-            consumer.on_revoking = None
             consumer.on_data = None
         if self.failure is not None:
             raise self.failure
@@ -115,12 +113,11 @@ class ConcurrentRunner:
             raise
 
     def _startable(self, part: PartitionState) -> bool:
-        return (
-            self.failure is None
-            and part.owned
-            and not part.revoking
-            and not self._consumer.stopping
-        )
+        # A revoking partition's records already taken (waiting behind a busy key) still
+        # run: the revoke drains them with the rest and commits past them, where dropping
+        # them would leave the later records of other keys, already handled, to the next
+        # owner to handle again. Only once the partition is gone are they dropped.
+        return self.failure is None and part.owned and not self._consumer.stopping
 
     async def _run_lane(self, key: Any, lane: deque[_Item]) -> None:
         consumer = self._consumer
@@ -160,17 +157,3 @@ class ConcurrentRunner:
         while lane:
             part, record = lane.popleft()
             self._consumer.finished(part, record, handled=False)
-
-    def _drop_queued(self, parts: list[PartitionState]) -> None:
-        """On revoke: records of ``parts`` waiting behind a busy lane never start."""
-        revoked = set(parts)
-        for lane in self._lanes.values():
-            if len(lane) > 1 and any(part in revoked for part, _ in lane):
-                head = lane.popleft()
-                kept = deque(item for item in lane if item[0] not in revoked)
-                for part, record in lane:
-                    if part in revoked:
-                        self._consumer.finished(part, record, handled=False)
-                lane.clear()
-                lane.append(head)
-                lane.extend(kept)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -477,6 +478,33 @@ async def test_cancelled_start_closes_the_client(kafka_bootstrap: str, unique: s
         await port.getmany(timeout_ms=10)
     await port.stop()
     gc.collect()  # an unclosed aiokafka client would warn here, and warnings are errors
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+async def test_a_stop_cut_short_by_its_bound_still_closes_the_sockets(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """A stop cancelled by its caller's bound (as the stream's bounded close does) still
+    closes the client's sockets and ends its background tasks."""
+    topic = f"cut-short-{unique}"
+    await produce(kafka_bootstrap, topic, 1)
+    await anyio.sleep(0.1)
+    before = open_files()
+    port = consumer(kafka_bootstrap, f"group-{unique}")
+    port.subscribe([topic])
+    await port.start()
+    assert len(await collect(port, 1)) == 1
+    assert open_files() > before
+    with anyio.move_on_after(0) as scope:
+        await port.stop()  # cancelled at its first await: aiokafka's group leave
+    assert scope.cancelled_caught
+    await anyio.sleep(0.2)  # a transport closes its socket on the next loop turn
+    assert open_files() == before
+    gc.collect()  # an unclosed aiokafka connection would warn here, and warnings are errors
 
 
 async def test_pattern_topic_created_after_start_is_consumed_within_seconds(

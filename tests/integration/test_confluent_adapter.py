@@ -710,6 +710,50 @@ async def test_records_of_a_cancelled_getmany_come_with_the_next(
         await reader.stop()
 
 
+async def test_records_of_a_getmany_cancelled_after_its_fetch_returned_come_with_the_next(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A getmany cancelled once librdkafka had handed its messages over (the fetch done, the
+    loop not yet resumed): the next getmany returns them, in order."""
+    gate, fetched = threading.Event(), threading.Event()
+    gate.set()
+    real_consumer = thread_side.Consumer
+
+    class SignallingConsume(Recording):
+        def consume(self, *args: Any, **kwargs: Any) -> Any:
+            gate.wait(10)
+            messages = self._real.consume(*args, **kwargs)
+            if messages:
+                fetched.set()
+            return messages
+
+    monkeypatch.setattr(
+        thread_side, "Consumer", lambda *a, **k: SignallingConsume(real_consumer(*a, **k), [])
+    )
+    topic = f"cancelled-late-{unique}"
+    await produce(producer, topic, 3)
+    reader = consumer(kafka_bootstrap, f"g-{unique}")
+    reader.subscribe([topic])
+    await reader.start()
+    try:
+        assert [r.offset for r in await drain(reader, 3)] == [0, 1, 2]
+        gate.clear()
+        fetched.clear()
+        waiting = asyncio.create_task(reader.getmany(timeout_ms=10_000))
+        await produce(producer, topic, 2)
+        gate.set()
+        # Blocks the loop until the worker has the messages: the getmany cannot resume first.
+        assert fetched.wait(10)
+        time.sleep(0.05)  # noqa: ASYNC251 - the loop must not run while the fetch completes
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert [r.offset for r in await drain(reader, 2)] == [3, 4]
+    finally:
+        gate.set()
+        await reader.stop()
+
+
 async def test_producer_applies_serializers_partitioner_and_flush(
     kafka_bootstrap: str, unique: str
 ) -> None:

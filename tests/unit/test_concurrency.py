@@ -24,6 +24,7 @@ from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
 from kstreams.dead_letter import DeadLetterMiddleware
 from kstreams.exceptions import StreamError
+from tests.polling import eventually
 from tests.recording import RecordingBackend
 
 
@@ -289,6 +290,46 @@ async def test_revoke_with_records_in_flight_commits_their_prefix_before_moving(
     for p in range(4):
         tp = TopicPartition("t", p)
         assert cluster.committed("g", tp) == cluster.end_offset(tp)
+
+
+async def test_a_record_waiting_behind_its_key_at_a_revoke_is_handled_before_the_move() -> None:
+    """A revoke landing while a record waits behind a busy key: it is handled within the drain
+    and committed with the rest, so the later record of another key is not handled twice."""
+    cluster = MemoryCluster()
+    cluster.create_topic("t", partitions=1)
+    for key in (b"a", b"a", b"b"):  # offset 1 waits behind offset 0; offset 2 runs at once
+        cluster.append("t", b"v", key=key)
+    gate = asyncio.Event()
+    handled: list[int] = []
+    engines = []
+    for member in range(2):
+        engine = create_engine(backend=Memory(cluster=cluster), title=f"m{member}")
+
+        @engine.stream(
+            "t", group_id="g", auto_offset_reset="earliest", concurrency=4, ordering="key"
+        )
+        async def bill(cr: ConsumerRecord[bytes, bytes]) -> None:
+            if cr.offset == 0:
+                await gate.wait()
+            handled.append(cr.offset)
+
+        engines.append((engine, bill))
+
+    (first, first_stream), (second, _) = engines
+    await first.start()
+    await eventually(lambda: handled == [2])
+    joining = asyncio.create_task(second.start())
+    consumer = first_stream.consumer
+    assert consumer is not None
+    await eventually(lambda: not consumer.assignment())  # the revoke is draining
+    gate.set()
+    await asyncio.wait_for(joining, 10)
+    await eventually(lambda: len(handled) >= 3)
+    await asyncio.sleep(0.1)  # the new owner's chance to read anything left uncommitted
+    await first.stop()
+    await second.stop()
+    assert sorted(handled) == [0, 1, 2]
+    assert cluster.committed("g", TopicPartition("t", 0)) == 3
 
 
 async def test_the_dead_letter_middleware_wraps_each_concurrent_record() -> None:

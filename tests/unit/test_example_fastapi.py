@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -16,6 +15,7 @@ import uvicorn
 
 from kstreams.test_utils import TestStreamClient
 from tests.broker import free_port
+from tests.polling import eventually
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_sse.py"
 
@@ -34,13 +34,6 @@ def example() -> Iterator[ModuleType]:
         yield module
     finally:
         del sys.modules[name]
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def listening(module: ModuleType) -> bool:

@@ -6,8 +6,6 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -15,13 +13,7 @@ from kstreams import ConsumerRecord, Stream, StreamEngine, TopicPartition, creat
 from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
 from kstreams.prometheus import PrometheusMonitor
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+from tests.polling import eventually
 
 
 def sample(registry: CollectorRegistry, name: str, topic: str, partition: int, group: str) -> float:

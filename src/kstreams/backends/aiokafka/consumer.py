@@ -11,7 +11,9 @@ import aiokafka.errors as aioerrors
 from aiokafka.abc import ConsumerRebalanceListener
 
 from kstreams import exceptions as kerrors
+from kstreams.backends.aiokafka.closing import stop_client
 from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, start_client, translate
+from kstreams.backends.aiokafka.fetched import build_kstreams_records
 from kstreams.backends.aiokafka.transactional import AiokafkaGroupMetadata
 from kstreams.options import (
     CONSUMER_OPTIONS,
@@ -110,6 +112,8 @@ class AiokafkaConsumer(AiokafkaGroupMetadata):
         self._client: Any = None
         self._stopped = False
         self._tps: dict[Any, TopicPartition] = {}
+        #: Whether the client's getmany returns kstreams records already.
+        self._builds_records = False
 
     def _running(self) -> Any:
         client = self._client
@@ -183,6 +187,7 @@ class AiokafkaConsumer(AiokafkaGroupMetadata):
             self._client = None
             self._stopped = True
             raise
+        self._builds_records = build_kstreams_records(self._client)
         if self._group_id is None and self._listener is not None:
             # Without a group aiokafka assigns every partition itself and never
             # calls the listener; report that first assignment as a group would.
@@ -194,7 +199,7 @@ class AiokafkaConsumer(AiokafkaGroupMetadata):
         if client is None:
             return
         try:
-            await client.stop()
+            await stop_client(client)
         except CLIENT_ERRORS as exc:
             raise translate(exc) from exc
 
@@ -208,11 +213,12 @@ class AiokafkaConsumer(AiokafkaGroupMetadata):
             raise translate(exc) from exc
         batch: RecordBatch = {}
         tps = self._tps
+        builds_records = self._builds_records
         for client_tp, records in fetched.items():
             tp = tps.get(client_tp)
             if tp is None:
                 tp = tps[client_tp] = TopicPartition(client_tp.topic, client_tp.partition)
-            batch[tp] = _convert_records(records)
+            batch[tp] = records if builds_records else _convert_records(records)
         return batch
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -11,6 +10,7 @@ import aiokafka.errors as aioerrors
 import anyio
 
 from kstreams import exceptions as kerrors
+from kstreams.backends.aiokafka.closing import close_shielded
 from kstreams.backends.connecting import (
     RETRY_EVERY_S,
     log_attempt,
@@ -18,8 +18,6 @@ from kstreams.backends.connecting import (
     start_timeout_s,
     unreachable,
 )
-
-logger = logging.getLogger(__name__)
 
 # aiokafka's ConsumerStoppedError and IllegalOperation do not derive from its KafkaError.
 CLIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -67,20 +65,6 @@ def translate(
             if target is not None:
                 return target(message)
     return kerrors.KafkaError(message)
-
-
-#: How long a failed or cancelled start waits for its client to close.
-CLOSE_AFTER_FAILED_START_S = 10.0
-
-
-async def close_shielded(client: Any) -> None:
-    # A cancelled or failed start must still close the client, or aiokafka warns
-    # about an unclosed client when it is collected; bounded, as the stop that
-    # cancelled the start is.
-    with anyio.move_on_after(CLOSE_AFTER_FAILED_START_S, shield=True) as scope:
-        await client.stop()
-    if scope.cancelled_caught:
-        logger.warning("aiokafka client did not close within %.0fs", CLOSE_AFTER_FAILED_START_S)
 
 
 async def start_client(

@@ -11,7 +11,8 @@ from typing import Any, cast
 import aiokafka
 
 from kstreams import exceptions as kerrors
-from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, close_shielded, start_client, translate
+from kstreams.backends.aiokafka.closing import close_shielded
+from kstreams.backends.aiokafka.errors import CLIENT_ERRORS, start_client, translate
 from kstreams.backends.aiokafka.transactional import AiokafkaTransactions
 from kstreams.options import PRODUCER_OPTIONS, check_options
 from kstreams.records import CREATE_TIME, Headers, RecordMetadata

@@ -2,23 +2,26 @@
 
 librdkafka calls block, so each consumer is owned by one worker thread that
 makes every call to it, close included (:mod:`.consumer_thread`); the methods
-here only check state, submit jobs and await them.
+here check state, submit jobs and await them, and ``getmany`` builds the
+records of the messages the worker hands over (:func:`.messages.to_records`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 
 from kstreams.backends.confluent.config import MAX_BATCH_SIZE, ConsumerConfig, consumer_config
 from kstreams.backends.confluent.consumer_thread import ConsumerThreadSide, State
 from kstreams.backends.confluent.errors import guarded, log
+from kstreams.backends.confluent.messages import MessageBatch, to_records
 from kstreams.backends.confluent.transactional import ConfluentGroupMetadata
 from kstreams.backends.confluent.worker import Worker
 from kstreams.exceptions import (
@@ -29,7 +32,7 @@ from kstreams.exceptions import (
     KafkaError,
     OffsetOutOfRangeError,
 )
-from kstreams.ports import RawRecord, RebalanceCallbacks, RecordBatch
+from kstreams.ports import RebalanceCallbacks, RecordBatch
 from kstreams.records import TopicPartition
 
 T = TypeVar("T")
@@ -66,7 +69,7 @@ class ConfluentConsumer(ConsumerThreadSide, ConfluentGroupMetadata):
         # Worker-only from here on.
         self._client: Consumer | None = None
         self._positions: dict[TopicPartition, int] = {}
-        self._undelivered: list[RawRecord] = []
+        self._undelivered: list[Message[Any, Any]] = []
         self._partition_cache: dict[tuple[Any, Any], TopicPartition] = {}
         self._pending_error: KafkaError | None = None
         self._in_close = False
@@ -157,12 +160,18 @@ class ConfluentConsumer(ConsumerThreadSide, ConfluentGroupMetadata):
         )
         fetched = worker.submit(guarded(fetch), control=False)
         try:
-            return await asyncio.wrap_future(fetched)
+            messages = await asyncio.wrap_future(fetched)
         except asyncio.CancelledError:
-            # The records were taken from librdkafka already: keep them for
-            # the next getmany instead of skipping them.
-            fetched.add_done_callback(self._keep_undelivered)
+            # The messages were taken from librdkafka already: keep them for
+            # the next getmany instead of skipping them. On the worker, which
+            # owns the undelivered list (a done-callback would run here, on the
+            # loop, when the fetch had finished already): queued behind the
+            # fetch, before any later one.
+            with contextlib.suppress(ConsumerStoppedError):  # closing: nothing reads them
+                keep = functools.partial(self._keep_undelivered, fetched)
+                worker.submit(keep, control=False).add_done_callback(_log_failure)
             raise
+        return to_records(messages)
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._running()
@@ -263,11 +272,11 @@ class ConfluentConsumer(ConsumerThreadSide, ConfluentGroupMetadata):
     def _fire(self, worker: Worker, fn: Callable[[], None]) -> None:
         worker.submit(guarded(fn), control=True).add_done_callback(_log_failure)
 
-    def _keep_undelivered(self, fetched: concurrent.futures.Future[RecordBatch]) -> None:
+    def _keep_undelivered(self, fetched: concurrent.futures.Future[MessageBatch]) -> None:
         if fetched.cancelled() or fetched.exception() is not None:
             return
-        records = [record for batch in fetched.result().values() for record in batch]
-        self._undelivered = records + self._undelivered
+        messages = [message for batch in fetched.result().values() for message in batch]
+        self._undelivered = messages + self._undelivered
 
 
 def _log_failure(future: concurrent.futures.Future[Any]) -> None:

@@ -28,7 +28,7 @@ from kstreams.backends.confluent.errors import (
     translate,
     translate_exception,
 )
-from kstreams.backends.confluent.messages import first_metadata, group_records, rd
+from kstreams.backends.confluent.messages import MessageBatch, first_metadata, group_messages, rd
 from kstreams.backends.confluent.worker import Worker
 from kstreams.exceptions import (
     ConfigError,
@@ -38,7 +38,7 @@ from kstreams.exceptions import (
     KafkaTimeoutError,
     NoOffsetForPartitionError,
 )
-from kstreams.ports import RawRecord, RebalanceCallbacks, RecordBatch
+from kstreams.ports import RebalanceCallbacks
 from kstreams.records import TopicPartition
 
 State = Literal["new", "started", "closing", "stopped"]
@@ -72,7 +72,7 @@ class ConsumerThreadSide:
     # Worker-only.
     _client: Consumer | None
     _positions: dict[TopicPartition, int]
-    _undelivered: list[RawRecord]
+    _undelivered: list[Message[Any, Any]]
     _partition_cache: dict[tuple[Any, Any], TopicPartition]
     _pending_error: KafkaError | None
     _in_close: bool
@@ -235,7 +235,10 @@ class ConsumerThreadSide:
                 timeout_s,
             )
 
-    def _fetch(self, timeout_s: float, limit: int) -> RecordBatch:
+    def _fetch(self, timeout_s: float, limit: int) -> MessageBatch:
+        # Hands librdkafka's messages over as they are: the records are built
+        # on the event loop (messages.to_records), so that this thread holds
+        # the GIL only briefly while the handlers run.
         client = self._consumer()
         worker = cast(Worker, self._worker)
         deadline = time.monotonic() + timeout_s
@@ -285,22 +288,21 @@ class ConsumerThreadSide:
                 found.add(topic)
         self._missing_topics -= found
 
-    def _take_undelivered(self, limit: int) -> RecordBatch:
+    def _take_undelivered(self, limit: int) -> MessageBatch:
         if not self._undelivered:
             return {}
-        records, self._undelivered = self._undelivered[:limit], self._undelivered[limit:]
-        batch: RecordBatch = {}
-        for record in records:
-            batch.setdefault(record.topic_partition, []).append(record)
+        messages, self._undelivered = self._undelivered[:limit], self._undelivered[limit:]
+        batch, _ = group_messages(messages, self._partition_cache)
         return self._admit(batch)
 
-    def _accept(self, messages: list[Message[Any, Any]]) -> RecordBatch:
-        batch, problem = group_records(messages, self._partition_cache)
+    def _accept(self, messages: list[Message[Any, Any]]) -> MessageBatch:
+        topic = self._topics[0] if self._pattern is None and len(self._topics) == 1 else None
+        batch, problem = group_messages(messages, self._partition_cache, topic)
         error = self._message_error(problem) if problem is not None else None
         batch = self._admit(batch)
         client = self._consumer()
-        for partition, records in batch.items():
-            self._positions[partition] = records[-1].offset + 1
+        for partition, grouped in batch.items():
+            self._positions[partition] = cast(int, grouped[-1].offset()) + 1
             watermarks: tuple[int, int] | None = client.get_watermark_offsets(
                 rd(partition), cached=True
             )
@@ -312,14 +314,14 @@ class ConsumerThreadSide:
             self._pending_error = error
         return batch
 
-    def _admit(self, batch: RecordBatch) -> RecordBatch:
-        """Drop records of partitions no longer assigned, or paused since they were fetched."""
+    def _admit(self, batch: MessageBatch) -> MessageBatch:
+        """Drop messages of partitions no longer assigned, or paused since they were fetched."""
         assignment, paused = self._assignment, self._paused
         for partition in list(batch):
             if partition not in assignment:
                 del batch[partition]
             elif partition in paused:
-                self._seek_now(partition, batch.pop(partition)[0].offset)
+                self._seek_now(partition, cast(int, batch.pop(partition)[0].offset()))
         return batch
 
     def _message_error(self, error: RdKafkaError) -> KafkaError | None:
@@ -409,7 +411,12 @@ class ConsumerThreadSide:
         if partition not in self._assignment:
             raise IllegalStateError(f"{partition} is not assigned to this consumer")
         self._positions[partition] = offset
-        self._undelivered = [r for r in self._undelivered if r.topic_partition != partition]
+        topic, number = partition.topic, partition.partition
+        self._undelivered = [
+            message
+            for message in self._undelivered
+            if message.partition() != number or message.topic() != topic
+        ]
         try:
             self._consumer().seek(rd(partition, offset))
         except KafkaException as exc:
