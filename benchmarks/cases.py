@@ -381,6 +381,52 @@ async def raw_send_aiokafka(p: Params) -> Result:
     return _produce_result(n, started, ended)
 
 
+async def raw_send_and_wait_aiokafka(p: Params) -> Result:
+    """aiokafka's own ``send_and_wait`` gathered in chunks, as ``send_concurrent_aiokafka``
+    gathers ``engine.send``: the raw client used the way engine.send is."""
+    from aiokafka import AIOKafkaProducer
+
+    n, value, chunk = p["produce_records"], b"x" * p["value_size"], p["chunk"]
+    producer = AIOKafkaProducer(bootstrap_servers=p["bootstrap"])
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            await asyncio.gather(
+                *(producer.send_and_wait(p["produce_topic"], value) for _ in range(size))
+            )
+        ended = time.perf_counter()
+    finally:
+        await producer.stop()
+    return _produce_result(n, started, ended)
+
+
+async def raw_send_task_aiokafka(p: Params) -> Result:
+    """``raw_send_aiokafka`` plus one task per record awaiting its delivery, gathered in
+    chunks: what a task per send costs (every gathered coroutine is one), without any
+    send waiting behind a full batch."""
+    from aiokafka import AIOKafkaProducer
+
+    n, value, chunk = p["produce_records"], b"x" * p["value_size"], p["chunk"]
+    producer = AIOKafkaProducer(bootstrap_servers=p["bootstrap"])
+
+    async def delivered(future: Any) -> Any:
+        return await future
+
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            deliveries = [await producer.send(p["produce_topic"], value) for _ in range(size)]
+            await asyncio.gather(*(delivered(future) for future in deliveries))
+        ended = time.perf_counter()
+    finally:
+        await producer.stop()
+    return _produce_result(n, started, ended)
+
+
 def _raw_confluent_produce(p: Params, *, reports: bool) -> Result:
     from confluent_kafka import Producer
 
@@ -500,6 +546,8 @@ CASES: dict[str, Callable[[Params], Any]] = {
     "memory_bare_loop": memory_bare_loop,
     "memory_end_to_end": memory_end_to_end,
     "raw_send_aiokafka": raw_send_aiokafka,
+    "raw_send_and_wait_aiokafka": raw_send_and_wait_aiokafka,
+    "raw_send_task_aiokafka": raw_send_task_aiokafka,
     "raw_send_confluent": raw_send_confluent,
     "raw_send_confluent_fire": raw_send_confluent_fire,
     "send_each_aiokafka": lambda p: _send_each(p, "aiokafka"),
