@@ -367,8 +367,8 @@ class StreamEngine:
         record goes into that stream's transaction.
 
         A plain method returning the producer's coroutine, not a coroutine of
-        its own: one coroutine less per record, a sixth of the garbage a
-        gathered send leaves. Nothing is sent until the coroutine runs.
+        its own: one coroutine object (and frame) less per record in flight,
+        for many gathered sends. Nothing is sent until the coroutine runs.
         """
         transaction = transactions.current.get()
         producer = self._producer if transaction is None else transaction.producer

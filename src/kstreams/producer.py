@@ -214,6 +214,8 @@ class Producer:
         serializer: Any = DEFAULT,
         serializer_kwargs: dict[str, Any] | None = None,
     ) -> RecordMetadata:
+        """Serialize, send and wait for the acknowledgement: ``enqueue`` then its
+        delivery, or in one call the port's ``send_and_wait`` when it has one."""
         send_and_wait = self._send_and_wait
         if send_and_wait is None or "enqueue" in self.__dict__:
             # No send_and_wait on the port, or enqueue wrapped (kstreams.opentelemetry).
