@@ -86,7 +86,25 @@ PRODUCE = [
     Case(
         "send_many_aiokafka", "kstreams aiokafka, engine.send_many", "produce", "raw_send_aiokafka"
     ),
-    Case("raw_send_confluent", "raw confluent produce() + flush", "produce"),
+    Case(
+        "raw_send_and_wait_aiokafka",
+        "raw aiokafka send_and_wait(), gather chunks",
+        "produce",
+        "raw_send_aiokafka",
+    ),
+    Case(
+        "raw_send_task_aiokafka",
+        "raw aiokafka send() + a task per delivery, gather chunks",
+        "produce",
+        "raw_send_aiokafka",
+    ),
+    Case("raw_send_confluent", "raw confluent produce(on_delivery) + flush", "produce"),
+    Case(
+        "raw_send_confluent_fire",
+        "raw confluent produce() + flush, no delivery reports",
+        "produce",
+        "raw_send_confluent",
+    ),
     Case(
         "send_each_confluent",
         "kstreams confluent, engine.send awaited one by one",

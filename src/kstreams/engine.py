@@ -349,7 +349,7 @@ class StreamEngine:
 
     # -- producing -------------------------------------------------------------
 
-    async def send(
+    def send(
         self,
         topic: str,
         value: Any = None,
@@ -359,18 +359,22 @@ class StreamEngine:
         headers: HeadersInput | None = None,
         serializer: Any = DEFAULT,
         serializer_kwargs: dict[str, Any] | None = None,
-    ) -> RecordMetadata:
-        """Produce one record and wait until the broker has it.
+    ) -> Coroutine[Any, Any, RecordMetadata]:
+        """Produce one record and wait until the broker has it: ``await`` the result.
 
         ``serializer=None`` sends ``value`` as raw bytes even when the engine
         has a serializer. Called from an exactly-once stream's handler, the
         record goes into that stream's transaction.
+
+        A plain method returning the producer's coroutine, not a coroutine of
+        its own: one coroutine object (and frame) less per record in flight,
+        for many gathered sends. Nothing is sent until the coroutine runs.
         """
         transaction = transactions.current.get()
         producer = self._producer if transaction is None else transaction.producer
         if transaction is not None:
             transaction.mark_sent()
-        return await producer.send(
+        return producer.send(
             topic,
             value,
             key,

@@ -269,6 +269,28 @@ class BatchSendPort(Protocol):
         ...
 
 
+class SendAndWaitPort(Protocol):
+    """What a producer port may add to send one record and wait for it in one call.
+
+    Optional: ``Producer.send`` (``engine.send``) uses it when the port has it,
+    and awaits ``send`` and then its delivery otherwise. Same record, ordering
+    and errors as that pair; only cheaper for many concurrent senders.
+    """
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Headers = (),
+    ) -> RecordMetadata:
+        """``await (await send(...))``: where the broker stored the record."""
+        ...
+
+
 class Backend(Protocol):
     """Settings for one kind of client, and the factory of its adapters.
 

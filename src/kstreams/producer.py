@@ -26,6 +26,8 @@ from kstreams.serializers import Serializer
 from kstreams.types import BatchEvent, HeadersInput, encode_headers
 
 _Encoded = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
+#: ``SendAndWaitPort.send_and_wait`` of a port that has it.
+SendAndWait = Callable[..., Awaitable[RecordMetadata]]
 
 
 class _UseDefault:
@@ -72,6 +74,7 @@ class Producer:
         options = dict(options)
         self._key_serializer: Callable[[Any], Any] | None = options.pop("key_serializer", None)
         self._value_serializer: Callable[[Any], Any] | None = options.pop("value_serializer", None)
+        self._no_plain_serializers = self._key_serializer is None and self._value_serializer is None
         if serializer is not None and self._value_serializer is not None:
             raise ConfigError(
                 "give the engine a serializer or producer_options['value_serializer'], not both"
@@ -80,6 +83,8 @@ class Producer:
         self.serializer = serializer
         self._options = options
         self._port: ProducerPort | None = None
+        #: The port's ``send_and_wait``, when it has one (``SendAndWaitPort``).
+        self._send_and_wait: SendAndWait | None = None
         #: The offset of the last record acknowledged, per (topic, partition).
         self.last_offsets: dict[tuple[str, int], int] = {}
 
@@ -97,9 +102,11 @@ class Producer:
             port = self._backend.create_producer(self._options)
             await port.start()
             self._port = port
+            self._send_and_wait = cast(SendAndWait | None, getattr(port, "send_and_wait", None))
 
     async def stop(self) -> None:
         port, self._port = self._port, None
+        self._send_and_wait = None
         if port is not None:
             await port.stop()
 
@@ -120,6 +127,13 @@ class Producer:
         """Encode where no async serializer takes part: without a coroutine per record.
         ``serializer=None`` sends the bytes as given; otherwise the engine's plain
         key/value serializers apply."""
+        if (
+            type(value) is bytes
+            and key is None
+            and not headers
+            and (serializer is None or self._no_plain_serializers)
+        ):
+            return value, None, ()
         if serializer is not None:
             if self._value_serializer is not None:
                 value = self._value_serializer(value)
@@ -189,9 +203,50 @@ class Producer:
             headers=raw_headers,
         )
 
-    async def send(self, topic: str, *args: Any, **kwargs: Any) -> RecordMetadata:
-        delivery = await self.enqueue(topic, *args, **kwargs)
-        metadata = await delivery
+    async def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: HeadersInput | None = None,
+        serializer: Any = DEFAULT,
+        serializer_kwargs: dict[str, Any] | None = None,
+    ) -> RecordMetadata:
+        """Serialize, send and wait for the acknowledgement: ``enqueue`` then its
+        delivery, or in one call the port's ``send_and_wait`` when it has one."""
+        send_and_wait = self._send_and_wait
+        if send_and_wait is None or "enqueue" in self.__dict__:
+            # No send_and_wait on the port, or enqueue wrapped (kstreams.opentelemetry).
+            delivery = await self.enqueue(
+                topic,
+                value,
+                key,
+                partition=partition,
+                timestamp_ms=timestamp_ms,
+                headers=headers,
+                serializer=serializer,
+                serializer_kwargs=serializer_kwargs,
+            )
+            metadata = await delivery
+        else:
+            if serializer is None or (serializer is DEFAULT and self.serializer is None):
+                raw_value, raw_key, raw_headers = self._encode_plain(
+                    value, key, headers, serializer
+                )
+            else:
+                raw_value, raw_key, raw_headers = await self._encode(
+                    topic, value, key, headers, serializer, serializer_kwargs
+                )
+            metadata = await send_and_wait(
+                topic,
+                raw_value,
+                raw_key,
+                partition=partition,
+                timestamp_ms=timestamp_ms,
+                headers=raw_headers,
+            )
         self.last_offsets[(metadata.topic, metadata.partition)] = metadata.offset
         return metadata
 
@@ -260,21 +315,19 @@ class Producer:
         encoded: list[_Encoded] = []
         failure: Exception | None = None
         plain = self._async_serializer(serializer) is None
+        raw = plain and (serializer is None or self._no_plain_serializers)
+        append = encoded.append
         for event in batch_events:
             try:
-                if plain:
-                    encoded.append(
-                        self._encode_plain(event.value, event.key, event.headers, serializer)
-                    )
+                value = event.value
+                if raw and type(value) is bytes and event.key is None and not event.headers:
+                    append((value, None, ()))  # _encode_plain's first case, inline
+                elif plain:
+                    append(self._encode_plain(value, event.key, event.headers, serializer))
                 else:
-                    encoded.append(
+                    append(
                         await self._encode(
-                            topic,
-                            event.value,
-                            event.key,
-                            event.headers,
-                            serializer,
-                            serializer_kwargs,
+                            topic, value, event.key, event.headers, serializer, serializer_kwargs
                         )
                     )
             except Exception as exc:
@@ -283,14 +336,15 @@ class Producer:
         outcomes = await (
             await port.send_batch(topic, encoded, partition=partition, timestamp_ms=timestamp_ms)
         )
-        results: list[RecordMetadata] = []
-        last = self.last_offsets
-        for outcome in outcomes:
-            if isinstance(outcome, RecordMetadata):
-                last[(outcome.topic, outcome.partition)] = outcome.offset
-                results.append(outcome)
-            elif failure is None:
-                failure = outcome
+        failed = [outcome for outcome in outcomes if not isinstance(outcome, RecordMetadata)]
+        results = cast(list[RecordMetadata], outcomes)
+        if failed:
+            results = [outcome for outcome in outcomes if isinstance(outcome, RecordMetadata)]
+            failure = failure or failed[0]
+        # The last offset per partition: one dict entry per partition, not per record.
+        last = {metadata.partition: metadata.offset for metadata in results}
+        for number, offset in last.items():
+            self.last_offsets[(topic, number)] = offset
         if failure is not None:
             raise failure
         return results

@@ -302,3 +302,79 @@ async def test_streams_use_the_engine_deserializer_unless_given_none_for_raw_byt
     await asyncio.wait_for(done.wait(), 5)
     await engine.stop()
     assert got == {"decoded": {"a": 1}, "raw": b'{"a": 1}', "added": {"a": 1}}
+
+
+class SendAndWaitPort:
+    """A memory producer with a ``send_and_wait``, recording which of the two each send took."""
+
+    def __init__(self, inner: Any, calls: list[str]) -> None:
+        self.inner = inner
+        self.calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Awaitable[RecordMetadata]:
+        self.calls.append("send")
+        return await self.inner.send(topic, *args, **kwargs)  # type: ignore[no-any-return]
+
+    async def send_and_wait(self, topic: str, *args: Any, **kwargs: Any) -> RecordMetadata:
+        self.calls.append("send_and_wait")
+        return await (await self.inner.send(topic, *args, **kwargs))  # type: ignore[no-any-return]
+
+
+class SendAndWaitBackend(RecordingOptionsBackend):
+    def __init__(self, cluster: MemoryCluster) -> None:
+        super().__init__(cluster)
+        self.calls: list[str] = []
+
+    def create_producer(self, options: Mapping[str, Any]) -> ProducerPort:
+        port = SendAndWaitPort(super().create_producer(options), self.calls)
+        return port  # type: ignore[return-value]
+
+
+async def test_engine_send_goes_through_the_ports_send_and_wait_when_it_has_one() -> None:
+    """engine.send uses send_and_wait, with the record serialized as by send: same bytes,
+    key, headers and metadata, and the last offsets kept."""
+    cluster = MemoryCluster()
+    backend = SendAndWaitBackend(cluster)
+
+    def key_serializer(key: str | None) -> bytes | None:
+        return None if key is None else key.encode()
+
+    engine = create_engine(backend=backend, producer_options={"key_serializer": key_serializer})
+    await engine.start()
+    first = await engine.send("saw", value=b"raw")
+    second = await engine.send("saw", value="text", key="k", headers={"h": "v"})
+    gathered = await asyncio.gather(*(engine.send("saw", value=b"%d" % i) for i in range(5)))
+    offsets = dict(engine.producer.last_offsets)
+    await engine.stop()
+    assert backend.calls == ["send_and_wait"] * 7
+    assert [m.offset for m in (first, second, *gathered)] == list(range(7))
+    assert isinstance(first, RecordMetadata)
+    records = cluster.records(TopicPartition("saw", 0))
+    assert [(r.key, r.value) for r in records[:2]] == [(None, b"raw"), (b"k", b"text")]
+    assert list(records[1].headers) == [("h", b"v")]
+    assert offsets == {("saw", 0): 6}
+
+
+async def test_engine_send_goes_through_a_wrapped_enqueue_even_with_send_and_wait() -> None:
+    """With Producer.enqueue wrapped on the instance (as kstreams.opentelemetry does),
+    engine.send still calls it, so nothing it records is skipped."""
+    backend = SendAndWaitBackend(MemoryCluster())
+    engine = create_engine(backend=backend)
+    await engine.start()
+    producer = engine.producer
+    enqueued: list[str] = []
+    enqueue = producer.enqueue
+
+    async def recording_enqueue(topic: str, *args: Any, **kwargs: Any) -> Any:
+        enqueued.append(topic)
+        return await enqueue(topic, *args, **kwargs)
+
+    producer.enqueue = recording_enqueue  # type: ignore[method-assign]
+    metadata = await engine.send("wrapped", value=b"v")
+    await engine.stop()
+    assert enqueued == ["wrapped"]
+    assert backend.calls == ["send"]
+    assert metadata.offset == 0

@@ -19,7 +19,13 @@ from typing import Any, Literal, cast
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer
 
-from kstreams.backends.confluent.batch import DeliveryBatch, Outcomes, metadata_of
+from kstreams.backends.confluent.batch import (
+    DeliveryBatch,
+    Outcomes,
+    ReporterPool,
+    ReportFlags,
+    metadata_of,
+)
 from kstreams.backends.confluent.config import producer_config
 from kstreams.backends.confluent.errors import (
     librdkafka_log,
@@ -66,8 +72,8 @@ class ConfluentProducer(ConfluentTransactions):
         self._polling = threading.Event()
         self._fatal: KafkaError | None = None
         # Set by librdkafka's threads, read anywhere (whole-value writes).
-        self._brokers_down = False
-        self._room_wanted = False
+        self._flags = ReportFlags()
+        self._reporters = ReporterPool()
         self._metadata: dict[str, tuple[float, list[int], list[int]]] = {}
 
     async def start(self) -> None:
@@ -179,7 +185,15 @@ class ConfluentProducer(ConfluentTransactions):
     ) -> Awaitable[Outcomes]:
         producer = self._running()
         loop = cast(asyncio.AbstractEventLoop, self._loop)
-        batch = DeliveryBatch(loop, topic, len(records), self._translate_report, self._report_seen)
+        batch = DeliveryBatch(
+            loop,
+            topic,
+            len(records),
+            self._translate_report,
+            self._report_seen,
+            self._flags,
+            self._reporters,
+        )
         config = self._config
         key_serializer, value_serializer = config.key_serializer, config.value_serializer
         partitioner = None if partition is not None else config.partitioner
@@ -189,8 +203,7 @@ class ConfluentProducer(ConfluentTransactions):
         # every confluent-kafka (topic, value, key, partition, callback).
         extra: dict[str, Any] = {"timestamp": timestamp_ms} if timestamp_ms else {}
         produce = producer.produce
-        # batch.callback(index), without a method call per record.
-        report, partial = batch.report, functools.partial
+        reporters = batch.reporters
         for index, (value, key, headers) in enumerate(records):
             try:
                 if key_serializer is not None:
@@ -200,22 +213,22 @@ class ConfluentProducer(ConfluentTransactions):
                 if partitioner is not None:
                     every, available = await self._partitions(topic)
                     target = partitioner(key, every, available)
-                on_delivery = partial(report, index)
+                reporter = reporters[index]
                 deadline: float | None = None
                 while True:
                     try:
-                        if headers:
+                        if headers or extra:
                             produce(
                                 topic,
                                 value,
                                 key,
                                 target,
-                                on_delivery,
-                                headers=list(headers),
+                                reporter,
+                                headers=list(headers) or None,
                                 **extra,
                             )
                         else:
-                            produce(topic, value, key, target, on_delivery, **extra)
+                            produce(topic, value, key, target, reporter)
                         break
                     except BufferError:
                         if deadline is None:
@@ -238,21 +251,21 @@ class ConfluentProducer(ConfluentTransactions):
                 f"no room in the producer queue within {self._config.request_timeout_s:g} s"
             )
         self._room.clear()
-        self._room_wanted = True
+        self._flags.room_wanted = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._room.wait(), min(remaining, ROOM_WAIT_S))
 
     def _report_seen(self, delivered: bool) -> None:
         if delivered:
-            self._brokers_down = False
-        if self._room_wanted:
-            self._room_wanted = False
+            self._flags.brokers_down = False
+        if self._flags.room_wanted:
+            self._flags.room_wanted = False
             loop = cast(asyncio.AbstractEventLoop, self._loop)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._room.set)
 
     def _translate_report(self, error: RdKafkaError) -> KafkaError:
-        if error.code() == RdKafkaError._MSG_TIMED_OUT and self._brokers_down:
+        if error.code() == RdKafkaError._MSG_TIMED_OUT and self._flags.brokers_down:
             # Timed out because no broker was reachable: aiokafka says
             # NodeNotReady, and so do both backends, as a connection error.
             return KafkaConnectionError(
@@ -367,7 +380,7 @@ class ConfluentProducer(ConfluentTransactions):
             log.error("confluent producer fatal error: %s", error)
         else:
             if error.code() == RdKafkaError._ALL_BROKERS_DOWN:
-                self._brokers_down = True
+                self._flags.brokers_down = True
             log_client_error(error)
 
     def _on_delivery(
@@ -380,7 +393,7 @@ class ConfluentProducer(ConfluentTransactions):
         if error is not None:
             outcome = self._translate_report(error)
         else:
-            self._brokers_down = False
+            self._flags.brokers_down = False
             outcome = metadata_of(message)
         # One loop wake-up per burst of reports, not per record: each
         # call_soon_threadsafe writes to the loop's self-pipe.
