@@ -98,10 +98,10 @@ PRODUCE = [
         "produce",
         "raw_send_aiokafka",
     ),
-    Case("raw_send_confluent", "raw confluent produce(on_delivery) + flush", "produce"),
+    Case("raw_send_confluent", "raw confluent produce() + flush", "produce"),
     Case(
-        "raw_send_confluent_fire",
-        "raw confluent produce() + flush, no delivery reports",
+        "raw_send_confluent_reports",
+        "raw confluent produce(on_delivery) + flush",
         "produce",
         "raw_send_confluent",
     ),

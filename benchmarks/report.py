@@ -424,7 +424,7 @@ HEADLINE = {
         "send_concurrent_aiokafka",
         "send_many_aiokafka",
         "raw_send_confluent",
-        "raw_send_confluent_fire",
+        "raw_send_confluent_reports",
         "send_many_confluent",
         "aio_send",
         "kpn_send_many",

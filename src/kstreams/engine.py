@@ -349,7 +349,7 @@ class StreamEngine:
 
     # -- producing -------------------------------------------------------------
 
-    def send(
+    async def send(
         self,
         topic: str,
         value: Any = None,
@@ -359,22 +359,20 @@ class StreamEngine:
         headers: HeadersInput | None = None,
         serializer: Any = DEFAULT,
         serializer_kwargs: dict[str, Any] | None = None,
-    ) -> Coroutine[Any, Any, RecordMetadata]:
-        """Produce one record and wait until the broker has it: ``await`` the result.
+    ) -> RecordMetadata:
+        """Produce one record and wait until the broker has it.
 
         ``serializer=None`` sends ``value`` as raw bytes even when the engine
         has a serializer. Called from an exactly-once stream's handler, the
         record goes into that stream's transaction.
-
-        A plain method returning the producer's coroutine, not a coroutine of
-        its own: one coroutine object (and frame) less per record in flight,
-        for many gathered sends. Nothing is sent until the coroutine runs.
         """
+        # A coroutine function, as kpn/kstreams' is (inspect.iscoroutinefunction, AsyncMock
+        # specs): returning the producer's coroutine from a plain method measured no faster.
         transaction = transactions.current.get()
         producer = self._producer if transaction is None else transaction.producer
         if transaction is not None:
             transaction.mark_sent()
-        return producer.send(
+        return await producer.send(
             topic,
             value,
             key,
