@@ -26,9 +26,10 @@ Records
     backend, whose log holds records too, hands out a copy per fetch. The
     core, not the adapter, keeps whatever it needs unchanged (the raw bytes
     for a dead letter) before a deserializer or handler sees the record.
-    Adapters build the record straight from the client's own (aiokafka's
-    record has the same eleven fields; confluent's ``Message`` is read
-    through its getters), one constructor call per record, no further copy.
+    Adapters build each record once, from what the client decoded, and copy
+    it no further: the aiokafka adapter inside aiokafka's own batch decoding,
+    in place of aiokafka's record; the confluent adapter from librdkafka's
+    ``Message``, through its getters, on the event loop.
 
 Commits
     The client never commits on its own: adapters keep the client's
