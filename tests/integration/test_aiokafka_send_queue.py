@@ -24,10 +24,20 @@ async def _send(producer: AiokafkaProducer, topic: str, value: bytes) -> RecordM
     return await (await producer.send(topic, value, partition=0))
 
 
+async def _send_and_wait(producer: AiokafkaProducer, topic: str, value: bytes) -> RecordMetadata:
+    return await producer.send_and_wait(topic, value, partition=0)
+
+
+SENDERS = {"send": _send, "send_and_wait": _send_and_wait}
+
+
+@pytest.mark.parametrize("via", ["send", "send_and_wait"])
 async def test_gathered_sends_land_in_the_order_they_were_called(
-    kafka_bootstrap: str, unique: str
+    via: str, kafka_bootstrap: str, unique: str
 ) -> None:
-    """1,500 sends gathered at once, batches full most of the time: offsets follow the calls."""
+    """1,500 sends (or send_and_wait, queued until delivered) gathered at once, batches full
+    most of the time: each returns its own record's metadata, offsets in call order."""
+    send = SENDERS[via]
     topic = f"send-order-{unique}"
     await create_topic(kafka_bootstrap, topic)
     producer = AiokafkaProducer(bootstrap_servers=kafka_bootstrap, **SMALL_BATCH)
@@ -35,23 +45,28 @@ async def test_gathered_sends_land_in_the_order_they_were_called(
     try:
         with anyio.fail_after(30):
             results = await asyncio.gather(
-                *(_send(producer, topic, str(i).encode()) for i in range(1500))
+                *(send(producer, topic, str(i).encode()) for i in range(1500))
             )
     finally:
         await producer.stop()
+    assert all(isinstance(metadata, RecordMetadata) for metadata in results)
     assert [metadata.offset for metadata in results] == list(range(1500))
+    assert {(metadata.topic, metadata.partition) for metadata in results} == {(topic, 0)}
 
 
+@pytest.mark.parametrize("via", ["send", "send_and_wait"])
 async def test_cancelled_senders_leave_the_others_delivered(
-    kafka_bootstrap: str, unique: str
+    via: str, kafka_bootstrap: str, unique: str
 ) -> None:
-    """Cancelling the sender inside aiokafka and some queued ones: every other send completes."""
+    """Cancelling the sender inside aiokafka and some queued ones (of send, or send_and_wait):
+    every other send completes, and the producer serves new sends afterwards."""
+    send = SENDERS[via]
     topic = f"send-cancel-{unique}"
     await create_topic(kafka_bootstrap, topic)
     producer = AiokafkaProducer(bootstrap_servers=kafka_bootstrap, **SMALL_BATCH)
     await producer.start()
     try:
-        tasks = [asyncio.create_task(_send(producer, topic, str(i).encode())) for i in range(400)]
+        tasks = [asyncio.create_task(send(producer, topic, str(i).encode())) for i in range(400)]
         # Let them run into the full batches, then cancel a spread of them,
         # among them whichever is inside aiokafka at that moment.
         await asyncio.sleep(0)
@@ -63,7 +78,7 @@ async def test_cancelled_senders_leave_the_others_delivered(
             outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         # The producer still serves new sends after the cancellations.
         with anyio.fail_after(10):
-            last = await _send(producer, topic, b"last")
+            last = await send(producer, topic, b"last")
     finally:
         await producer.stop()
     for index, outcome in enumerate(outcomes):
@@ -103,66 +118,6 @@ async def test_the_sender_inside_returns_while_others_keep_sending(
         await producer.stop()
     # Held inside, a task would have sent once or twice while the others sent thousands.
     assert min(sent) >= 3000 // 10 // 4, sent
-
-
-async def _send_and_wait(producer: AiokafkaProducer, topic: str, value: bytes) -> RecordMetadata:
-    return await producer.send_and_wait(topic, value, partition=0)
-
-
-async def test_gathered_send_and_wait_land_in_the_order_they_were_called(
-    kafka_bootstrap: str, unique: str
-) -> None:
-    """1,500 send_and_wait gathered, most of them queued behind full batches until their
-    delivery: each returns its own record's metadata, offsets in call order."""
-    topic = f"saw-order-{unique}"
-    await create_topic(kafka_bootstrap, topic)
-    producer = AiokafkaProducer(bootstrap_servers=kafka_bootstrap, **SMALL_BATCH)
-    await producer.start()
-    try:
-        with anyio.fail_after(30):
-            results = await asyncio.gather(
-                *(_send_and_wait(producer, topic, str(i).encode()) for i in range(1500))
-            )
-    finally:
-        await producer.stop()
-    assert [metadata.offset for metadata in results] == list(range(1500))
-    assert {(metadata.topic, metadata.partition) for metadata in results} == {(topic, 0)}
-    assert all(isinstance(metadata, RecordMetadata) for metadata in results)
-
-
-async def test_cancelled_send_and_wait_leave_the_others_delivered(
-    kafka_bootstrap: str, unique: str
-) -> None:
-    """Cancelling some send_and_wait, queued or inside aiokafka: every other one completes,
-    and the producer serves new sends afterwards."""
-    topic = f"saw-cancel-{unique}"
-    await create_topic(kafka_bootstrap, topic)
-    producer = AiokafkaProducer(bootstrap_servers=kafka_bootstrap, **SMALL_BATCH)
-    await producer.start()
-    try:
-        tasks = [
-            asyncio.create_task(_send_and_wait(producer, topic, str(i).encode()))
-            for i in range(400)
-        ]
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        cancelled = set(range(0, 400, 7))
-        for index in cancelled:
-            tasks[index].cancel()
-        with anyio.fail_after(30):
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        with anyio.fail_after(10):
-            last = await _send_and_wait(producer, topic, b"last")
-    finally:
-        await producer.stop()
-    for index, outcome in enumerate(outcomes):
-        if index not in cancelled:
-            assert isinstance(outcome, RecordMetadata), (index, outcome)
-        else:
-            assert isinstance(outcome, RecordMetadata | asyncio.CancelledError)
-    delivered = [outcome.offset for outcome in outcomes if isinstance(outcome, RecordMetadata)]
-    assert delivered == sorted(delivered)
-    assert last.offset > max(delivered)
 
 
 async def test_a_queued_send_and_wait_too_large_fails_alone_with_the_kstreams_error(

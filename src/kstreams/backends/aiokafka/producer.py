@@ -154,19 +154,9 @@ class AiokafkaProducer(AiokafkaTransactions):
                 await self._check_partition(client, topic, partition)
             # aiokafka's C record builder takes only a list (and makes one for None).
             record = (topic, value, key, partition, timestamp_ms, list(headers) or None)
-            if self._sending or self._queued:
-                future = await self._wait_for_turn(client, record)
-            else:
-                # _send_in_turn inline: one coroutine less per record.
-                self._sending = True
-                try:
-                    future = await client.send(*record)
-                    if self._queued:
-                        await self._serve_queued(client)
-                finally:
-                    self._sending = False
-                    if self._queued:
-                        self._hand_over()
+            future = await self._queue_up(record) if self._sending or self._queued else None
+            if future is None:  # nobody inside aiokafka, or the sender left: this one sends
+                future = await self._send_in_turn(client, record)
         except CLIENT_ERRORS as exc:
             raise translate(exc) from exc
         return _Delivery(future, self._where(topic, partition, timestamp_ms))
@@ -192,28 +182,10 @@ class AiokafkaProducer(AiokafkaTransactions):
             if self._sending or self._queued:
                 # Queued, its waiter resolves once the record is delivered: the
                 # sender's task wakes up once instead of twice (enqueued, delivered).
-                waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                self._queued.append((record, waiter, True, where))
-                try:
-                    outcome = await waiter
-                except asyncio.CancelledError:
-                    self._cancelled_in_queue(waiter)
-                    raise
+                outcome = await self._queue_up(record, settle=True, where=where)
                 if outcome is not None:
                     return cast(RecordMetadata, outcome)
-                future = await self._send_in_turn(client, record)  # the sender left
-            else:
-                # _send_in_turn inline: one coroutine less per record.
-                self._sending = True
-                try:
-                    future = await client.send(*record)
-                    if self._queued:
-                        await self._serve_queued(client)
-                finally:
-                    self._sending = False
-                    if self._queued:
-                        self._hand_over()
-            metadata = await future
+            metadata = await (await self._send_in_turn(client, record))
         except CLIENT_ERRORS as exc:
             raise translate(exc) from exc
         return _metadata(metadata, where)
@@ -244,31 +216,28 @@ class AiokafkaProducer(AiokafkaTransactions):
             int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         )
 
-    async def _wait_for_turn(self, client: Any, record: _Record) -> Any:
-        """Queue ``record`` behind the sender inside aiokafka; aiokafka's future of it."""
+    async def _queue_up(
+        self, record: _Record, *, settle: bool = False, where: _Where | None = None
+    ) -> Any:
+        """Wait behind the sender inside aiokafka until it enqueues ``record``: aiokafka's
+        future of it (with ``settle``, the record's metadata once delivered), or None if the
+        sender left first (the caller then sends in turn)."""
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append((record, waiter, False, None))
+        self._queued.append((record, waiter, settle, where))
         try:
-            future = await waiter
+            return await waiter
         except asyncio.CancelledError:
-            self._cancelled_in_queue(waiter)
+            if (
+                waiter.done()
+                and not waiter.cancelled()
+                and waiter.exception() is None
+                and waiter.result() is None
+            ):
+                self._hand_over()  # cancelled just as its turn came
             raise
-        if future is None:  # the sender left: this one sends, and serves the queue
-            future = await self._send_in_turn(client, record)
-        return future
-
-    def _cancelled_in_queue(self, waiter: asyncio.Future[Any]) -> None:
-        if (
-            waiter.done()
-            and not waiter.cancelled()
-            and waiter.exception() is None
-            and waiter.result() is None
-        ):
-            self._hand_over()  # cancelled just as its turn came
 
     async def _send_in_turn(self, client: Any, record: _Record) -> Any:
-        """Send ``record``, then the records queued meanwhile; aiokafka's future of ``record``.
-        (``send`` and ``send_and_wait`` have the same lines inline, for the common case.)"""
+        """Send ``record``, then the records queued meanwhile; aiokafka's future of ``record``."""
         self._sending = True
         try:
             future = await client.send(*record)
