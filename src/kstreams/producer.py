@@ -231,7 +231,7 @@ class Producer:
             )
             metadata = await delivery
         else:
-            if serializer is None or (serializer is DEFAULT and self.serializer is None):
+            if self._async_serializer(serializer) is None:
                 raw_value, raw_key, raw_headers = self._encode_plain(
                     value, key, headers, serializer
                 )
@@ -315,19 +315,20 @@ class Producer:
         encoded: list[_Encoded] = []
         failure: Exception | None = None
         plain = self._async_serializer(serializer) is None
-        raw = plain and (serializer is None or self._no_plain_serializers)
         append = encoded.append
         for event in batch_events:
             try:
-                value = event.value
-                if raw and type(value) is bytes and event.key is None and not event.headers:
-                    append((value, None, ()))  # _encode_plain's first case, inline
-                elif plain:
-                    append(self._encode_plain(value, event.key, event.headers, serializer))
+                if plain:
+                    append(self._encode_plain(event.value, event.key, event.headers, serializer))
                 else:
                     append(
                         await self._encode(
-                            topic, value, event.key, event.headers, serializer, serializer_kwargs
+                            topic,
+                            event.value,
+                            event.key,
+                            event.headers,
+                            serializer,
+                            serializer_kwargs,
                         )
                     )
             except Exception as exc:
