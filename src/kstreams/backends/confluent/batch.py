@@ -69,20 +69,12 @@ class Reporter:
         self.index = 0
 
     def __call__(self, error: RdKafkaError | None, message: Message[Any, Any]) -> None:
-        # metadata_of and the batch's bookkeeping inline: this runs per record.
+        # The batch's bookkeeping inline: this runs per record.
         batch = self.batch
         if batch is None:  # never: a reporter goes back to its pool once its batch is done
             return
         if error is None:
-            timestamp_type, timestamp = message.timestamp()
-            offset = message.offset()
-            batch.outcomes[self.index] = RecordMetadata(
-                batch.topic,
-                message.partition(),  # type: ignore[arg-type]
-                offset if offset is not None and offset >= 0 else -1,
-                timestamp,
-                LOG_APPEND_TIME if timestamp_type == TIMESTAMP_LOG_APPEND_TIME else CREATE_TIME,
-            )
+            batch.outcomes[self.index] = metadata_of(message, batch.topic)
             flags = batch.flags
             if flags.room_wanted or flags.brokers_down:
                 batch.on_report(True)
