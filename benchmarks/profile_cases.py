@@ -260,11 +260,18 @@ def micro(p: Params) -> Result:
                 ("kstreams.backends.confluent.messages", "build_record"),
             )
         except LookupError:
-            # Records built a batch at a time, grouped by partition.
-            group = _first(("kstreams.backends.confluent.messages", "group_records"))
+            # Records built a batch at a time, grouped by partition: on the worker in one
+            # call (group_records), or grouped there and built on the loop (to_records).
+            from kstreams.backends.confluent import messages as built_from
+
             cache: dict[Any, Any] = {}
-            for _ in range(batches):
-                group(messages, cache)
+            if hasattr(built_from, "to_records"):
+                for _ in range(batches):
+                    built_from.to_records(built_from.group_messages(messages, cache)[0])
+            else:
+                group = _first(("kstreams.backends.confluent.messages", "group_records"))
+                for _ in range(batches):
+                    group(messages, cache)
             return batches * batch
 
         # Given the message alone, or the message and its (cached) topic and partition.
@@ -338,7 +345,7 @@ def micro(p: Params) -> Result:
     piece("ConsumerRecord(topic, ..., value) constructor", dataclass_init)
     piece("aiokafka adapter _convert_records, per record", aiokafka_convert)
     piece("confluent adapter: our record from a Message", confluent_record)
-    piece("confluent adapter _accept (records, admit, positions), per record", confluent_accept)
+    piece("confluent adapter _accept (grouping, admit, positions), per record", confluent_accept)
     piece("cr.value = ... on a ConsumerRecord", assign_value)
     piece("dataclasses.replace(cr, value=...)", replace_copy)
     piece("records.copy_record(cr, value=...) (the deserializer path's copy)", deserializer_copy)

@@ -181,11 +181,3 @@ def to_records(batch: MessageBatch) -> RecordBatch:
             append(record)
         records[partition] = built
     return records
-
-
-def group_records(
-    messages: list[Message[Any, Any]], partitions: dict[Any, TopicPartition]
-) -> tuple[RecordBatch, RdKafkaError | None]:
-    """:func:`group_messages`, then :func:`to_records`, in one call."""
-    batch, error = group_messages(messages, partitions)
-    return to_records(batch), error
