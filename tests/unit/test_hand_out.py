@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from kstreams import ConsumerRecord, Stream, TopicPartition, create_engine
+from kstreams import ConsumerRecord, Stream, StreamEngine, TopicPartition, create_engine
 from kstreams.backends import Memory
 from kstreams.backends.memory import MemoryCluster
+from kstreams.consumer import StreamConsumer
 from kstreams.partitions import Chunk, PartitionState, drop_chunks
 from kstreams.ports import RawRecord
 
@@ -84,13 +85,26 @@ def test_dropping_a_chunk_handed_out_ends_its_loop_after_the_record_in_hand() ->
     assert (chunk.pos, part.hand_back(last_handled=True), part.handled) == (1, 0, 1)
 
 
-async def test_a_typed_handler_sees_exact_handled_offsets_and_buffer_count() -> None:
-    """At each record's handler, the records before it are handled and the rest are buffered."""
+def _ten_records() -> tuple[MemoryCluster, StreamEngine]:
+    """A one-partition topic of ten records, and an engine on it."""
     cluster = MemoryCluster()
     cluster.create_topic("t", partitions=1)
     for i in range(10):
         cluster.append("t", b"%d" % i)
-    engine = create_engine(backend=Memory(cluster=cluster))
+    return cluster, create_engine(backend=Memory(cluster=cluster))
+
+
+def _observed(
+    cr: ConsumerRecord[bytes, bytes], consumer: StreamConsumer
+) -> tuple[int, int | None, list[int], int]:
+    """The record's offset, the handled offset, the offsets in hand, the buffer count."""
+    in_hand = [r.offset for r in consumer.in_hand_records()]
+    return cr.offset, consumer.handled_offsets().get(TP), in_hand, consumer.buffered
+
+
+async def test_a_typed_handler_sees_exact_handled_offsets_and_buffer_count() -> None:
+    """At each record's handler, the records before it are handled and the rest are buffered."""
+    cluster, engine = _ten_records()
     seen: list[tuple[int, int | None, list[int], int]] = []
     done = asyncio.Event()
     stream: Stream | None = None
@@ -100,9 +114,7 @@ async def test_a_typed_handler_sees_exact_handled_offsets_and_buffer_count() -> 
         await asyncio.sleep(0)  # others run while it is in hand
         assert stream is not None
         assert stream.consumer is not None
-        consumer = stream.consumer
-        in_hand = [r.offset for r in consumer.in_hand_records()]
-        seen.append((cr.offset, consumer.handled_offsets().get(TP), in_hand, consumer.buffered))
+        seen.append(_observed(cr, stream.consumer))
         if cr.offset == 9:
             done.set()
 
@@ -118,11 +130,7 @@ async def test_a_typed_handler_sees_exact_handled_offsets_and_buffer_count() -> 
 
 async def test_a_stream_iterating_records_sees_the_same_handled_offsets() -> None:
     """With ``async for cr in stream``, asking for the next record is what counts the last one."""
-    cluster = MemoryCluster()
-    cluster.create_topic("t", partitions=1)
-    for i in range(10):
-        cluster.append("t", b"%d" % i)
-    engine = create_engine(backend=Memory(cluster=cluster))
+    cluster, engine = _ten_records()
     seen: list[tuple[int, int | None, list[int], int]] = []
     done = asyncio.Event()
 
@@ -130,10 +138,8 @@ async def test_a_stream_iterating_records_sees_the_same_handled_offsets() -> Non
     async def flow(stream: Stream) -> None:
         async for cr in stream:
             await asyncio.sleep(0)
-            consumer = stream.consumer
-            assert consumer is not None
-            in_hand = [r.offset for r in consumer.in_hand_records()]
-            seen.append((cr.offset, consumer.handled_offsets().get(TP), in_hand, consumer.buffered))
+            assert stream.consumer is not None
+            seen.append(_observed(cr, stream.consumer))
             if cr.offset == 9:
                 done.set()
 
@@ -148,11 +154,7 @@ async def test_a_stream_iterating_records_sees_the_same_handled_offsets() -> Non
 
 async def test_nothing_counts_as_buffered_once_a_stream_stopped_mid_chunk() -> None:
     """A stream stopped with a record in hand and more buffered leaves its consumer empty."""
-    cluster = MemoryCluster()
-    cluster.create_topic("t", partitions=1)
-    for i in range(10):
-        cluster.append("t", b"%d" % i)
-    engine = create_engine(backend=Memory(cluster=cluster))
+    cluster, engine = _ten_records()
     third = asyncio.Event()
 
     @engine.stream("t", group_id="g", auto_offset_reset="earliest", max_poll_records=10)
