@@ -674,22 +674,32 @@ async def test_a_hanging_close_is_bounded(
         release.set()
 
 
-async def test_records_of_a_cancelled_getmany_come_with_the_next(
-    kafka_bootstrap: str, unique: str, producer: ConfluentProducer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Records a cancelled getmany already took from librdkafka are returned by the next one."""
-    gate = threading.Event()
+def gate_consume(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every consumer's ``consume`` wait for the first event (set: open) before it
+    calls librdkafka, and set the second once a call returned messages."""
+    gate, fetched = threading.Event(), threading.Event()
     gate.set()
     real_consumer = thread_side.Consumer
 
     class GatedConsume(Recording):
         def consume(self, *args: Any, **kwargs: Any) -> Any:
             gate.wait(10)
-            return self._real.consume(*args, **kwargs)
+            messages = self._real.consume(*args, **kwargs)
+            if messages:
+                fetched.set()
+            return messages
 
     monkeypatch.setattr(
         thread_side, "Consumer", lambda *a, **k: GatedConsume(real_consumer(*a, **k), [])
     )
+    return gate, fetched
+
+
+async def test_records_of_a_cancelled_getmany_come_with_the_next(
+    kafka_bootstrap: str, unique: str, producer: ConfluentProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records a cancelled getmany already took from librdkafka are returned by the next one."""
+    gate, _ = gate_consume(monkeypatch)
     topic = f"cancelled-{unique}"
     await produce(producer, topic, 3)
     reader = consumer(kafka_bootstrap, f"g-{unique}")
@@ -715,21 +725,7 @@ async def test_records_of_a_getmany_cancelled_after_its_fetch_returned_come_with
 ) -> None:
     """A getmany cancelled once librdkafka had handed its messages over (the fetch done, the
     loop not yet resumed): the next getmany returns them, in order."""
-    gate, fetched = threading.Event(), threading.Event()
-    gate.set()
-    real_consumer = thread_side.Consumer
-
-    class SignallingConsume(Recording):
-        def consume(self, *args: Any, **kwargs: Any) -> Any:
-            gate.wait(10)
-            messages = self._real.consume(*args, **kwargs)
-            if messages:
-                fetched.set()
-            return messages
-
-    monkeypatch.setattr(
-        thread_side, "Consumer", lambda *a, **k: SignallingConsume(real_consumer(*a, **k), [])
-    )
+    gate, fetched = gate_consume(monkeypatch)
     topic = f"cancelled-late-{unique}"
     await produce(producer, topic, 3)
     reader = consumer(kafka_bootstrap, f"g-{unique}")
